@@ -1,0 +1,60 @@
+"""Write files and folders under a temporary name and rename them into place, so a crash
+never leaves a half-written file where a good one was."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; on success, move it onto ``final``.
+
+    ``suffix`` keeps an extension some writers insist on (Keras wants ``.keras``). The
+    temporary path may become a file or a folder; a folder replaces the old one via a
+    short-lived backup, since ``os.replace`` cannot overwrite a non-empty folder.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent)
+    os.close(fd)
+    tmp = Path(name)
+    tmp.unlink()  # writers create it themselves (as a file or a folder)
+    try:
+        yield tmp
+        _move_into_place(tmp, final)
+    finally:
+        _remove(tmp)
+
+
+def _move_into_place(tmp: Path, final: Path) -> None:
+    if tmp.is_dir():
+        backup = final.with_name(f".{final.name}.old")
+        _remove(backup)
+        if final.exists():
+            final.rename(backup)
+        tmp.rename(final)
+        _remove(backup)
+    else:
+        if tmp.is_file():
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+        os.replace(tmp, final)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def write_text(final: str | os.PathLike, text: str) -> None:
+    """Atomically write ``text`` (UTF-8, '\\n' line ends) to ``final``."""
+    with atomic_path(final) as tmp:
+        tmp.write_text(text, encoding="utf-8", newline="\n")

@@ -1,0 +1,131 @@
+"""The built-in names of every registry, registered lazily so that listing and validating
+names never imports TensorFlow.
+
+Keras built-ins keep their usual snake_case names (``sparse_categorical_crossentropy``,
+``adam``, ``early_stopping``); a test checks that each one resolves in the installed Keras.
+"""
+
+from kerapipe.registry import CALLBACKS, LOSSES, METRICS, OPTIMIZERS, SOURCES, TASKS
+
+KERAS_LOSSES = {
+    "binary_crossentropy": "BinaryCrossentropy",
+    "binary_focal_crossentropy": "BinaryFocalCrossentropy",
+    "categorical_crossentropy": "CategoricalCrossentropy",
+    "categorical_focal_crossentropy": "CategoricalFocalCrossentropy",
+    "categorical_generalized_cross_entropy": "CategoricalGeneralizedCrossEntropy",
+    "categorical_hinge": "CategoricalHinge",
+    "circle": "Circle",
+    "cosine_similarity": "CosineSimilarity",
+    "ctc": "CTC",
+    "dice": "Dice",
+    "hinge": "Hinge",
+    "huber": "Huber",
+    "kl_divergence": "KLDivergence",
+    "log_cosh": "LogCosh",
+    "mean_absolute_error": "MeanAbsoluteError",
+    "mean_absolute_percentage_error": "MeanAbsolutePercentageError",
+    "mean_squared_error": "MeanSquaredError",
+    "mean_squared_logarithmic_error": "MeanSquaredLogarithmicError",
+    "poisson": "Poisson",
+    "sparse_categorical_crossentropy": "SparseCategoricalCrossentropy",
+    "squared_hinge": "SquaredHinge",
+    "tversky": "Tversky",
+}
+
+KERAS_OPTIMIZERS = {
+    "adadelta": "Adadelta",
+    "adafactor": "Adafactor",
+    "adagrad": "Adagrad",
+    "adam": "Adam",
+    "adamax": "Adamax",
+    "adamw": "AdamW",
+    "ftrl": "Ftrl",
+    "lamb": "Lamb",
+    "lion": "Lion",
+    "nadam": "Nadam",
+    "rmsprop": "RMSprop",
+    "sgd": "SGD",
+}
+
+KERAS_METRICS = {
+    "auc": "AUC",
+    "binary_accuracy": "BinaryAccuracy",
+    "binary_crossentropy": "BinaryCrossentropy",
+    "binary_iou": "BinaryIoU",
+    "categorical_accuracy": "CategoricalAccuracy",
+    "categorical_crossentropy": "CategoricalCrossentropy",
+    "categorical_hinge": "CategoricalHinge",
+    "concordance_correlation": "ConcordanceCorrelation",
+    "cosine_similarity": "CosineSimilarity",
+    "exact_accuracy": "Accuracy",
+    "f1_score": "F1Score",
+    "fbeta_score": "FBetaScore",
+    "false_negatives": "FalseNegatives",
+    "false_positives": "FalsePositives",
+    "hinge": "Hinge",
+    "iou": "IoU",
+    "kl_divergence": "KLDivergence",
+    "log_cosh_error": "LogCoshError",
+    "mean_absolute_error": "MeanAbsoluteError",
+    "mean_absolute_percentage_error": "MeanAbsolutePercentageError",
+    "mean_iou": "MeanIoU",
+    "mean_squared_error": "MeanSquaredError",
+    "mean_squared_logarithmic_error": "MeanSquaredLogarithmicError",
+    "one_hot_iou": "OneHotIoU",
+    "one_hot_mean_iou": "OneHotMeanIoU",
+    "pearson_correlation": "PearsonCorrelation",
+    "poisson": "Poisson",
+    "precision": "Precision",
+    "precision_at_recall": "PrecisionAtRecall",
+    "r2_score": "R2Score",
+    "recall": "Recall",
+    "recall_at_precision": "RecallAtPrecision",
+    "root_mean_squared_error": "RootMeanSquaredError",
+    "sensitivity_at_specificity": "SensitivityAtSpecificity",
+    "sparse_categorical_accuracy": "SparseCategoricalAccuracy",
+    "sparse_categorical_crossentropy": "SparseCategoricalCrossentropy",
+    "sparse_top_k_categorical_accuracy": "SparseTopKCategoricalAccuracy",
+    "specificity_at_sensitivity": "SpecificityAtSensitivity",
+    "squared_hinge": "SquaredHinge",
+    "top_k_categorical_accuracy": "TopKCategoricalAccuracy",
+    "true_negatives": "TrueNegatives",
+    "true_positives": "TruePositives",
+}
+
+KERAS_CALLBACKS = {
+    "early_stopping": "EarlyStopping",
+    "reduce_lr_on_plateau": "ReduceLROnPlateau",
+    "swap_ema_weights": "SwapEMAWeights",
+    "tensorboard": "TensorBoard",
+    "terminate_on_nan": "TerminateOnNaN",
+}
+
+
+def _register_keras(registry, module: str, table: dict[str, str]) -> None:
+    for name, class_name in table.items():
+        registry.register(name, f"{module}:{class_name}", summary=f"{module}.{class_name}")
+
+
+_register_keras(LOSSES, "keras.losses", KERAS_LOSSES)
+_register_keras(OPTIMIZERS, "keras.optimizers", KERAS_OPTIMIZERS)
+_register_keras(METRICS, "keras.metrics", KERAS_METRICS)
+_register_keras(CALLBACKS, "keras.callbacks", KERAS_CALLBACKS)
+
+METRICS.register(
+    "accuracy",
+    "kerapipe.components:sparse_accuracy",
+    summary="share of integer labels predicted right (sparse categorical accuracy), "
+    "logged as 'accuracy'",
+)
+
+SOURCES.register("local", "kerapipe.sources:LocalSource", summary="files on this machine")
+
+TASKS.register(
+    "classification",
+    "kerapipe.tasks.classification:ClassificationTask",
+    summary="one sub-folder of images per class; softmax head; predictions.csv",
+)
+
+# Models register themselves with @register_model when kerapipe.models is imported
+# (their modules import Keras only inside build()).
+import kerapipe.models  # noqa: E402, F401

@@ -1,0 +1,266 @@
+"""Load and validate ``params.yaml`` (or an old-style ``config.json``) into typed groups.
+
+Every group is a pydantic model that forbids unknown keys; every problem found is reported in
+one ConfigError that names the key path, the value received and what is allowed, with a
+close-match suggestion for typos. Validation imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from kerapipe.errors import ConfigError
+from kerapipe.registry import (
+    CALLBACKS,
+    LOSSES,
+    METRICS,
+    MODELS,
+    OPTIMIZERS,
+    SOURCES,
+    TASKS,
+    suggest,
+)
+
+BUILT_IN_CALLBACKS = {"model_checkpoint", "csv_logger"}
+
+
+class Group(BaseModel):
+    """A params group: unknown keys and wrongly typed values are errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DataParams(Group):
+    INVENTORY_DATA_SOURCE: str = "local"
+    INVENTORY_DATA_DIR: str
+    INVENTORY_CSV_SOURCE: str = "local"
+    INVENTORY_CSV_DIR: str
+    INVENTORY_CSV_NAME: str = "inventory.csv"
+    TRAINING_MODEL_SOURCE: str = "local"
+    TRAINING_MODEL_DIR: str = "models"
+    TRAINING_MODEL_NAME: str
+    TRAINING_MODEL_FORMAT: Literal["keras", "h5", "tf"] = "keras"
+    PREDICTION_DATA_SOURCE: str = "local"
+    PREDICTION_DATA_DIR: str
+    PREDICTION_OUTPUT_DIR: str
+
+
+class PipelineParams(Group):
+    TASK_NAME: str = "classification"
+    TASK_PARAMS: dict[str, Any] = Field(default_factory=dict)
+
+
+class InventoryParams(Group):
+    VALIDATION_SPLIT: float = Field(0.2, gt=0.0, lt=1.0)
+    SEED: int = 0
+    FORCE: bool = False
+
+
+class MetricSpec(Group):
+    METRIC_NAME: str
+    METRIC_PARAMS: dict[str, Any] = Field(default_factory=dict)
+
+
+class CallbackSpec(Group):
+    CALLBACK_NAME: str
+    CALLBACK_PARAMS: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("CALLBACK_NAME")
+    @classmethod
+    def _not_built_in(cls, name: str) -> str:
+        if name in BUILT_IN_CALLBACKS:
+            raise ValueError(
+                f"{name!r} is built into every training run; remove it from TRAINING.CALLBACKS"
+            )
+        return name
+
+
+class ModelParams(Group):
+    MODEL_NAME: str
+    MODEL_PARAMS: dict[str, Any] = Field(default_factory=dict)
+    LOSS_NAME: str
+    LOSS_PARAMS: dict[str, Any] = Field(default_factory=dict)
+    OPTIMIZER_NAME: str = "adam"
+    OPTIMIZER_PARAMS: dict[str, Any] = Field(default_factory=dict)
+    METRICS: list[MetricSpec] = Field(default_factory=list)
+
+
+class TrainingParams(Group):
+    BATCH_SIZE: int = Field(32, ge=1)
+    NUM_EPOCHS: int = Field(10, ge=1)
+    LOAD_CHECKPOINT: bool = False
+    CALLBACKS: list[CallbackSpec] = Field(default_factory=list)
+    SEED: int = 0
+    FORCE: bool = False
+
+
+class Params(Group):
+    """The whole params file."""
+
+    DATA: DataParams
+    PIPELINE: PipelineParams = Field(default_factory=PipelineParams)
+    INVENTORY: InventoryParams = Field(default_factory=InventoryParams)
+    MODEL: ModelParams
+    TRAINING: TrainingParams = Field(default_factory=TrainingParams)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read, parse and fully validate a params file; raise one ConfigError listing all problems."""
+    return validate_params(read_params_file(path), source=str(path))
+
+
+def read_params_file(path: str | Path) -> dict[str, Any]:
+    """Parse YAML (or JSON, by suffix) into a dict, with a clear error for bad syntax."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"params file {str(path)!r} not found. Pass --params PATH, or run from the "
+            "project folder that holds params.yaml."
+        )
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(
+            f"{path} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}."
+        ) from None
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(
+            f"{path} is not valid YAML{at}: {problem}. Fix the syntax (indentation, "
+            "colons, quotes) and run `kerapipe validate` again."
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path} must be a mapping with the groups DATA, PIPELINE, INVENTORY, MODEL and "
+            f"TRAINING; it holds a {type(data).__name__}."
+        )
+    return data
+
+
+def validate_params(data: dict[str, Any], source: str = "params") -> Params:
+    """Validate structure, registered names, task params and model params, in that order."""
+    try:
+        params = Params.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_summarise(source, validation_messages(err, Params))) from None
+    problems = _registry_problems(params)
+    if not problems:
+        problems = _plugin_problems(params)
+    if problems:
+        raise ConfigError(_summarise(source, problems))
+    return params
+
+
+def validate_group(model: type[BaseModel], data: Any, key: str) -> Any:
+    """Validate ``data`` against a plug-in's own params model, naming ``key`` in errors."""
+    try:
+        return model.model_validate(data if data is not None else {})
+    except ValidationError as err:
+        raise ConfigError("; ".join(validation_messages(err, model, prefix=key))) from None
+
+
+def validation_messages(
+    err: ValidationError, model: type[BaseModel], prefix: str = ""
+) -> list[str]:
+    """Turn pydantic errors into 'KEY.PATH: what is wrong (allowed: ...)' lines."""
+    messages = []
+    for error in err.errors():
+        loc = [str(part) for part in error["loc"]]
+        path = ".".join([prefix, *loc] if prefix else loc)
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            allowed = _field_names(model, error["loc"][:-1])
+            messages.append(
+                f"{path}: unknown key.{suggest(loc[-1], allowed)} "
+                f"Allowed keys here: {', '.join(allowed)}."
+            )
+        elif kind == "missing":
+            messages.append(f"{path}: required key is missing.")
+        else:
+            messages.append(f"{path}: {error['msg']} (got {error['input']!r}).")
+    return messages
+
+
+def _field_names(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys allowed at ``loc`` inside ``model`` (list indices are skipped)."""
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", None)
+        model = inner[0] if inner else annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+    return list(model.model_fields)
+
+
+def _registry_problems(params: Params) -> list[str]:
+    checks = [
+        (SOURCES, f"DATA.{key}", getattr(params.DATA, key))
+        for key in DataParams.model_fields
+        if key.endswith("_SOURCE")
+    ]
+    checks += [
+        (TASKS, "PIPELINE.TASK_NAME", params.PIPELINE.TASK_NAME),
+        (MODELS, "MODEL.MODEL_NAME", params.MODEL.MODEL_NAME),
+        (LOSSES, "MODEL.LOSS_NAME", params.MODEL.LOSS_NAME),
+        (OPTIMIZERS, "MODEL.OPTIMIZER_NAME", params.MODEL.OPTIMIZER_NAME),
+    ]
+    checks += [
+        (METRICS, f"MODEL.METRICS.{i}.METRIC_NAME", spec.METRIC_NAME)
+        for i, spec in enumerate(params.MODEL.METRICS)
+    ]
+    checks += [
+        (CALLBACKS, f"TRAINING.CALLBACKS.{i}.CALLBACK_NAME", spec.CALLBACK_NAME)
+        for i, spec in enumerate(params.TRAINING.CALLBACKS)
+    ]
+    problems = []
+    for registry, key, name in checks:
+        try:
+            registry.check(name, key)
+        except ConfigError as err:
+            problems.append(str(err))
+    return problems
+
+
+def _plugin_problems(params: Params) -> list[str]:
+    """Let the task and the model builder check their own params and each other's."""
+    from kerapipe.models.base import model_builder
+    from kerapipe.tasks.base import get_task
+
+    problems = []
+    for check in (lambda: get_task(params), lambda: model_builder(params)):
+        try:
+            check()
+        except ConfigError as err:
+            problems.append(str(err))
+    if not problems:
+        try:
+            get_task(params).check_model_params(model_builder(params).params)
+        except ConfigError as err:
+            problems.append(str(err))
+    return problems
+
+
+def _summarise(source: str, problems: list[str]) -> str:
+    if len(problems) == 1:
+        return f"{source}: {problems[0]}"
+    lines = "\n".join(f"  - {p}" for p in problems)
+    return f"{source} has {len(problems)} problems:\n{lines}"
+
+
+def resolve_seed(seed: int) -> int:
+    """A positive seed is used as is; ``<= 0`` draws a random one, to be recorded by the caller."""
+    return seed if seed > 0 else secrets.randbelow(2**31 - 2) + 1

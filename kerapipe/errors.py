@@ -1,0 +1,20 @@
+"""The exceptions kerapipe raises for problems a user can fix.
+
+Every message says what is wrong and how to fix it; the CLI prints it without a stack trace.
+"""
+
+
+class KerapipeError(Exception):
+    """Base class for errors caused by params, data or files the user controls."""
+
+
+class ConfigError(KerapipeError):
+    """The params file is malformed, has an unknown key, a bad value or an unknown name."""
+
+
+class DataError(KerapipeError):
+    """The data on disk does not match what the params say (missing folders, bad images...)."""
+
+
+class ModelError(KerapipeError):
+    """A model cannot be built, loaded or saved as asked."""

@@ -1,0 +1,85 @@
+"""Stage 1: turn the data folder into a CSV of examples with a seeded train/validation split."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import pandas as pd
+
+from kerapipe.config import Params, resolve_seed
+from kerapipe.errors import DataError
+from kerapipe.sources import get_source
+from kerapipe.tasks.base import get_task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InventoryResult:
+    csv_path: str
+    rows: int
+    seed: int | None  # None when an existing CSV was reused
+    reused: bool = False
+
+
+def csv_path(params: Params) -> str:
+    return f"{params.DATA.INVENTORY_CSV_DIR.rstrip('/')}/{params.DATA.INVENTORY_CSV_NAME}"
+
+
+def summary_path(params: Params) -> str:
+    """The JSON beside the CSV that records the seed actually used and the counts."""
+    return csv_path(params).rsplit(".", 1)[0] + ".json"
+
+
+def scan_data(params: Params) -> pd.DataFrame:
+    """Walk and check the data folder; return the rows without a split (used by validate)."""
+    source = get_source(params.DATA.INVENTORY_DATA_SOURCE)
+    data_dir = params.DATA.INVENTORY_DATA_DIR
+    if not source.is_dir(data_dir):
+        raise DataError(
+            f"DATA.INVENTORY_DATA_DIR: folder {data_dir!r} not found. Point it at the folder "
+            "of training data (for classification, one sub-folder per class)."
+        )
+    return get_task(params).scan(source, data_dir)
+
+
+def run_inventory(params: Params) -> InventoryResult:
+    """Write the inventory CSV atomically, or reuse the existing one when FORCE is false."""
+    out_source = get_source(params.DATA.INVENTORY_CSV_SOURCE)
+    path = csv_path(params)
+    if out_source.exists(path) and not params.INVENTORY.FORCE:
+        rows = len(read_inventory(params))
+        log.info("Reusing the existing inventory %s (INVENTORY.FORCE is false).", path)
+        return InventoryResult(path, rows, seed=None, reused=True)
+
+    seed = resolve_seed(params.INVENTORY.SEED)
+    table = get_task(params).split(scan_data(params), params.INVENTORY.VALIDATION_SPLIT, seed)
+    out_source.write_text(path, table.to_csv(index=False, lineterminator="\n"))
+    summary = {
+        "seed": seed,
+        "validation_split": params.INVENTORY.VALIDATION_SPLIT,
+        "rows": table.split.value_counts().sort_index().to_dict(),
+    }
+    out_source.write_text(summary_path(params), json.dumps(summary, indent=2) + "\n")
+    log.info("Wrote %s: %d rows (seed %d).", path, len(table), seed)
+    return InventoryResult(path, len(table), seed)
+
+
+def read_inventory(params: Params) -> pd.DataFrame:
+    """The inventory CSV as a DataFrame, with a clear error if it is missing or malformed."""
+    source = get_source(params.DATA.INVENTORY_CSV_SOURCE)
+    path = csv_path(params)
+    if not source.exists(path):
+        raise DataError(
+            f"inventory CSV {path!r} not found. Run `kerapipe inventory` (or `dvc repro`) first."
+        )
+    with open(source.local_path(path), encoding="utf-8") as handle:
+        table = pd.read_csv(handle)
+    if "split" not in table.columns or "filepath" not in table.columns:
+        raise DataError(
+            f"{path} is not a kerapipe inventory (no filepath/split columns). "
+            "Set INVENTORY.FORCE: true and run `kerapipe inventory` to rewrite it."
+        )
+    return table

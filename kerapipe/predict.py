@@ -1,0 +1,45 @@
+"""Stage 3: run the trained model over every image under PREDICTION_DATA_DIR and write one
+result row per image."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from kerapipe.artifacts import ModelPaths, load_model
+from kerapipe.config import Params
+from kerapipe.sources import get_source
+from kerapipe.tasks.base import get_task
+
+log = logging.getLogger(__name__)
+PREDICTIONS_CSV = "predictions.csv"
+
+
+@dataclass(frozen=True)
+class PredictionResult:
+    csv_path: str
+    rows: int
+
+
+def run_prediction(params: Params) -> PredictionResult:
+    task = get_task(params)
+    source = get_source(params.DATA.PREDICTION_DATA_SOURCE)
+    paths = task.prediction_inputs(source, params.DATA.PREDICTION_DATA_DIR)
+    model_paths = ModelPaths.from_params(params)
+    model = load_model(model_paths.model, model_paths.format)
+    local_paths = [source.local_path(p) for p in paths]
+    batches = task.prediction_dataset(local_paths, params.TRAINING.BATCH_SIZE)
+    outputs = np.concatenate([_as_array(model(batch, training=False)) for batch in batches])
+    table = task.prediction_table(paths, outputs)
+    out = f"{params.DATA.PREDICTION_OUTPUT_DIR.rstrip('/')}/{PREDICTIONS_CSV}"
+    source.write_text(out, table.to_csv(index=False, lineterminator="\n"))
+    log.info("Wrote %s: %d rows.", out, len(table))
+    return PredictionResult(out, len(table))
+
+
+def _as_array(output) -> np.ndarray:
+    if isinstance(output, dict):  # a SavedModel signature returns {name: tensor}
+        output = next(iter(output.values()))
+    return np.asarray(output)

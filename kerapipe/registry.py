@@ -1,0 +1,124 @@
+"""One registry mechanism for every pluggable kind: models, losses, optimizers, metrics,
+callbacks, data sources and tasks.
+
+An entry is either the object itself (registered with the decorator) or a ``"module:attr"``
+string that is imported on first use. The string form lets kerapipe know every name, for
+``kerapipe validate`` and ``kerapipe --help``, without importing TensorFlow.
+
+Example:
+    >>> @MODELS.register("my_net")
+    ... class MyNet(ModelBuilder): ...
+    >>> MODELS.get("my_net")
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from kerapipe.errors import ConfigError
+
+
+def suggest(name: str, choices: list[str]) -> str:
+    """Return ' Did you mean X?' for the closest choice, or ''."""
+    close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+@dataclass
+class Entry:
+    """A registered name and what it points at."""
+
+    name: str
+    target: Any
+    summary: str = ""
+
+    def resolve(self) -> Any:
+        if isinstance(self.target, str):
+            module_name, _, attr = self.target.partition(":")
+            self.target = getattr(importlib.import_module(module_name), attr)
+        return self.target
+
+
+class Registry:
+    """Names of one kind of component, mapped to the objects that build them."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+
+    def register(self, name: str, target: Any = None, *, summary: str = "") -> Any:
+        """Register ``target`` under ``name``; without ``target``, work as a decorator."""
+        if target is None:
+
+            def decorator(obj: Any) -> Any:
+                self.register(name, obj, summary=summary)
+                return obj
+
+            return decorator
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        self._entries[name] = Entry(name, target, summary)
+        return target
+
+    def get(self, name: str) -> Any:
+        """Return the object registered as ``name``, importing it if needed."""
+        return self.entry(name).resolve()
+
+    def entry(self, name: str) -> Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise ConfigError(self.unknown_message(name)) from None
+
+    def check(self, name: str, key: str) -> None:
+        """Raise a ConfigError naming ``key`` if ``name`` is not registered (no imports)."""
+        if name not in self._entries:
+            raise ConfigError(f"{key}: {self.unknown_message(name)}")
+
+    def unknown_message(self, name: str) -> str:
+        return (
+            f"unknown {self.kind} {name!r}.{suggest(name, self.names())} "
+            f"Known {self.kind}s: {', '.join(self.names())}."
+        )
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self._entries[name] for name in self.names())
+
+
+MODELS = Registry("model")
+LOSSES = Registry("loss")
+OPTIMIZERS = Registry("optimizer")
+METRICS = Registry("metric")
+CALLBACKS = Registry("callback")
+SOURCES = Registry("data source")
+TASKS = Registry("task")
+
+ALL: dict[str, Registry] = {
+    "models": MODELS,
+    "losses": LOSSES,
+    "optimizers": OPTIMIZERS,
+    "metrics": METRICS,
+    "callbacks": CALLBACKS,
+    "sources": SOURCES,
+    "tasks": TASKS,
+}
+
+
+# Decorators for plug-ins: ``@register_model("name")`` and so on.
+register_model = MODELS.register
+register_loss = LOSSES.register
+register_optimizer = OPTIMIZERS.register
+register_metric = METRICS.register
+register_callback = CALLBACKS.register
+register_source = SOURCES.register
+register_task = TASKS.register

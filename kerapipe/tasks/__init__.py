@@ -1,0 +1,1 @@
+"""Use-cases (classification, ...): each owns its data layout, datasets, head and predictions."""

@@ -1,0 +1,78 @@
+"""The Task interface: what differs between classification, segmentation and regression.
+
+A task reads its own ``PIPELINE.TASK_PARAMS``, turns a data folder into inventory rows, builds
+the tf.data datasets from those rows, chooses the model's output head, and writes predictions.
+Register a new one with ``@register_task("name")``; TensorFlow is imported only inside the
+methods that need it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pandas as pd
+
+from kerapipe.config import Group, Params, validate_group
+from kerapipe.registry import TASKS
+from kerapipe.sources import DataSource
+
+if TYPE_CHECKING:
+    import numpy as np
+    import tensorflow as tf
+
+    from kerapipe.models.base import BaseModelParams, Head
+
+
+class Task:
+    """Base class; subclasses set ``Params`` and implement the methods below."""
+
+    Params: ClassVar[type[Group]] = Group
+
+    def __init__(self, params: Params) -> None:
+        self.params = params
+        self.config: Any = validate_group(
+            self.Params, params.PIPELINE.TASK_PARAMS, "PIPELINE.TASK_PARAMS"
+        )
+
+    def check_model_params(self, model_params: BaseModelParams) -> None:
+        """Raise a ConfigError if MODEL_PARAMS disagree with the task (e.g. class count)."""
+
+    def scan(self, source: DataSource, data_dir: str) -> pd.DataFrame:
+        """Inventory rows (one per example, sorted) for the data under ``data_dir``."""
+        raise NotImplementedError
+
+    def split(self, table: pd.DataFrame, validation_split: float, seed: int) -> pd.DataFrame:
+        """``table`` with a ``split`` column of 'train' or 'validation'."""
+        raise NotImplementedError
+
+    def head(self) -> Head:
+        raise NotImplementedError
+
+    def dataset(
+        self, table: pd.DataFrame, batch_size: int, shuffle_seed: int | None
+    ) -> tf.data.Dataset:
+        """Batches of (input, target) for the inventory rows in ``table``."""
+        raise NotImplementedError
+
+    @property
+    def input_shape(self) -> list[int]:
+        return self.params.MODEL.MODEL_PARAMS["INPUT_SHAPE"]
+
+    def prediction_dataset(self, paths: list[str], batch_size: int) -> tf.data.Dataset:
+        """Batches of inputs, in the order of ``paths``."""
+        from kerapipe.datasets import image_dataset
+
+        return image_dataset(paths, None, self.input_shape, batch_size)
+
+    def prediction_inputs(self, source: DataSource, data_dir: str) -> list[str]:
+        """The files under ``data_dir`` to predict on, in a stable order."""
+        raise NotImplementedError
+
+    def prediction_table(self, paths: list[str], outputs: np.ndarray) -> pd.DataFrame:
+        """One row per input file from the model's raw outputs."""
+        raise NotImplementedError
+
+
+def get_task(params: Params) -> Task:
+    """The registered task for ``PIPELINE.TASK_NAME``, with its params validated."""
+    return TASKS.get(params.PIPELINE.TASK_NAME)(params)

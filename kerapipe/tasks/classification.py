@@ -1,0 +1,141 @@
+"""Image classification: one sub-folder of images per class, a softmax head, and a
+predictions CSV with the class and the per-class probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, model_validator
+
+from kerapipe.config import Group
+from kerapipe.errors import ConfigError, DataError
+from kerapipe.images import check_image_files
+from kerapipe.models.base import BaseModelParams, Head
+from kerapipe.sources import DataSource
+from kerapipe.tasks.base import Task
+
+KEY = "PIPELINE.TASK_PARAMS"
+
+
+class ClassificationParams(Group):
+    CLASS_NAMES: list[str] = Field(min_length=2)
+    CLASS_LABELS: list[int]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClassificationParams:
+        names, labels = self.CLASS_NAMES, self.CLASS_LABELS
+        if len(names) != len(labels):
+            raise ValueError(
+                f"CLASS_NAMES has {len(names)} entries but CLASS_LABELS has {len(labels)}; "
+                "give one integer label per class name, in the same order"
+            )
+        for key, values in (("CLASS_NAMES", names), ("CLASS_LABELS", labels)):
+            repeated = sorted({str(v) for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"{key} repeats {', '.join(repeated)}; each must be unique")
+        if min(labels) < 0:
+            raise ValueError("CLASS_LABELS must be integers >= 0 (the model's output units)")
+        return self
+
+
+class ClassificationTask(Task):
+    Params = ClassificationParams
+
+    def check_model_params(self, model_params: BaseModelParams) -> None:
+        top_label = max(self.config.CLASS_LABELS)
+        if top_label >= model_params.NUM_CLASSES:
+            raise ConfigError(
+                f"MODEL.MODEL_PARAMS.NUM_CLASSES is {model_params.NUM_CLASSES} but "
+                f"{KEY}.CLASS_LABELS goes up to {top_label}; set NUM_CLASSES to "
+                f"{top_label + 1} (one output per label)."
+            )
+
+    @property
+    def label_of(self) -> dict[str, int]:
+        return dict(zip(self.config.CLASS_NAMES, self.config.CLASS_LABELS, strict=True))
+
+    def scan(self, source: DataSource, data_dir: str) -> pd.DataFrame:
+        key = "DATA.INVENTORY_DATA_DIR"
+        folders = set(source.subfolders(data_dir))
+        missing = [name for name in self.config.CLASS_NAMES if name not in folders]
+        if missing:
+            raise DataError(
+                f"{key}: no folder for class(es) {', '.join(missing)} in {data_dir!r} "
+                f"(found: {', '.join(sorted(folders)) or 'none'}). Each name in "
+                f"{KEY}.CLASS_NAMES needs a sub-folder of that name holding its images."
+            )
+        rows = []
+        for name in self.config.CLASS_NAMES:
+            files = source.files(f"{data_dir.rstrip('/')}/{name}")
+            if not files:
+                raise DataError(
+                    f"{key}: class folder '{data_dir.rstrip('/')}/{name}' has no files. Add its "
+                    f"images, or remove {name!r} from {KEY}.CLASS_NAMES and CLASS_LABELS."
+                )
+            rows += [(path, name, self.label_of[name]) for path in files]
+        table = pd.DataFrame(rows, columns=["filepath", "class_name", "label"])
+        check_image_files(list(table.filepath), lambda p: source.read_bytes(p, 16), key)
+        return table.sort_values("filepath", ignore_index=True)
+
+    def split(self, table: pd.DataFrame, validation_split: float, seed: int) -> pd.DataFrame:
+        from sklearn.model_selection import train_test_split
+
+        try:
+            _, validation = train_test_split(
+                table.index,
+                test_size=validation_split,
+                random_state=seed,
+                stratify=table.label,
+            )
+        except ValueError as err:
+            counts = table.class_name.value_counts().to_dict()
+            raise DataError(
+                f"INVENTORY.VALIDATION_SPLIT: cannot split {len(table)} images stratified by "
+                f"class ({counts}): {err} Add images to the small classes or change the split."
+            ) from None
+        table = table.copy()
+        table["split"] = "train"
+        table.loc[validation, "split"] = "validation"
+        return table
+
+    def head(self) -> Head:
+        num_classes = self.params.MODEL.MODEL_PARAMS["NUM_CLASSES"]
+        return Head(units=num_classes, activation="softmax")
+
+    def dataset(self, table: pd.DataFrame, batch_size: int, shuffle_seed: int | None):
+        from kerapipe.datasets import image_dataset
+
+        labels = table.label.to_numpy(dtype=np.int32)
+        return image_dataset(table.filepath, labels, self.input_shape, batch_size, shuffle_seed)
+
+    def prediction_inputs(self, source: DataSource, data_dir: str) -> list[str]:
+        if not source.is_dir(data_dir):
+            raise DataError(
+                f"DATA.PREDICTION_DATA_DIR: folder {data_dir!r} not found. Point it at the "
+                "folder of images to predict on."
+            )
+        paths = source.files(data_dir)
+        if not paths:
+            raise DataError(f"DATA.PREDICTION_DATA_DIR: folder {data_dir!r} holds no files.")
+        check_image_files(paths, lambda p: source.read_bytes(p, 16), "DATA.PREDICTION_DATA_DIR")
+        return paths
+
+    def prediction_table(self, paths: list[str], outputs: np.ndarray) -> pd.DataFrame:
+        name_of = {label: name for name, label in self.label_of.items()}
+        best = outputs.argmax(axis=1)
+        table = pd.DataFrame(
+            {
+                "filepath": paths,
+                "class_name": [name_of.get(int(i), "") for i in best],
+                "label": best,
+            }
+        )
+        for name, label in self.label_of.items():
+            table[f"prob_{name}"] = outputs[:, label].round(6)
+        return table
+
+    def confusion_inputs(self, table: pd.DataFrame, outputs: np.ndarray) -> tuple[list, list]:
+        """True and predicted class names for DVCLive's confusion matrix."""
+        name_of = {label: name for name, label in self.label_of.items()}
+        predicted = [name_of.get(int(i), str(int(i))) for i in outputs.argmax(axis=1)]
+        return list(table.class_name), predicted
