@@ -15,6 +15,7 @@ import keras
 from kerapipe.config import Params
 from kerapipe.errors import ConfigError
 from kerapipe.registry import CALLBACKS, LOSSES, METRICS, OPTIMIZERS, Registry
+from kerapipe.tasks.base import Task
 
 
 def sparse_accuracy(name: str = "accuracy", **kwargs: Any) -> keras.metrics.Metric:
@@ -65,8 +66,10 @@ def build(registry: Registry, name: str, params: dict[str, Any], key: str) -> An
         raise ConfigError(f"{key}: {registry.kind} {name!r} rejected {params}: {err}") from None
 
 
-def build_loss(params: Params) -> Any:
-    return build(LOSSES, params.MODEL.LOSS_NAME, params.MODEL.LOSS_PARAMS, "MODEL.LOSS_PARAMS")
+def build_loss(params: Params, task: Task) -> Any:
+    """``MODEL.LOSS_NAME`` with its params, or the task's default loss."""
+    name = params.MODEL.LOSS_NAME or task.default_loss
+    return build(LOSSES, name, params.MODEL.LOSS_PARAMS, "MODEL.LOSS_PARAMS")
 
 
 def build_optimizer(params: Params) -> keras.optimizers.Optimizer:
@@ -76,7 +79,10 @@ def build_optimizer(params: Params) -> keras.optimizers.Optimizer:
     return build(OPTIMIZERS, params.MODEL.OPTIMIZER_NAME, arguments, "MODEL.OPTIMIZER_PARAMS")
 
 
-def build_metrics(params: Params) -> list[Any]:
+def build_metrics(params: Params, task: Task) -> list[Any]:
+    """``MODEL.METRICS``, or the task's default metrics when the key is absent."""
+    if params.MODEL.METRICS is None:
+        return [build(METRICS, name, {}, "MODEL.METRICS") for name in task.default_metrics]
     return [
         build(METRICS, spec.METRIC_NAME, spec.METRIC_PARAMS, f"MODEL.METRICS.{i}.METRIC_PARAMS")
         for i, spec in enumerate(params.MODEL.METRICS)

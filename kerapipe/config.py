@@ -84,11 +84,11 @@ class CallbackSpec(Group):
 class ModelParams(Group):
     MODEL_NAME: str
     MODEL_PARAMS: dict[str, Any] = Field(default_factory=dict)
-    LOSS_NAME: str
+    LOSS_NAME: str | None = None  # None: the task's default loss
     LOSS_PARAMS: dict[str, Any] = Field(default_factory=dict)
     OPTIMIZER_NAME: str = "adam"
     OPTIMIZER_PARAMS: dict[str, Any] = Field(default_factory=dict)
-    METRICS: list[MetricSpec] = Field(default_factory=list)
+    METRICS: list[MetricSpec] | None = None  # None: the task's default metrics
 
 
 class TrainingParams(Group):
@@ -215,12 +215,13 @@ def _registry_problems(params: Params) -> list[str]:
     checks += [
         (TASKS, "PIPELINE.TASK_NAME", params.PIPELINE.TASK_NAME),
         (MODELS, "MODEL.MODEL_NAME", params.MODEL.MODEL_NAME),
-        (LOSSES, "MODEL.LOSS_NAME", params.MODEL.LOSS_NAME),
         (OPTIMIZERS, "MODEL.OPTIMIZER_NAME", params.MODEL.OPTIMIZER_NAME),
     ]
+    if params.MODEL.LOSS_NAME is not None:
+        checks.append((LOSSES, "MODEL.LOSS_NAME", params.MODEL.LOSS_NAME))
     checks += [
         (METRICS, f"MODEL.METRICS.{i}.METRIC_NAME", spec.METRIC_NAME)
-        for i, spec in enumerate(params.MODEL.METRICS)
+        for i, spec in enumerate(params.MODEL.METRICS or [])
     ]
     checks += [
         (CALLBACKS, f"TRAINING.CALLBACKS.{i}.CALLBACK_NAME", spec.CALLBACK_NAME)

@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
-import numpy as np
-from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
+from dvclive import Live
 from kerapipe import atomic
 from kerapipe.artifacts import ModelPaths, save_model
 from kerapipe.components import build_callbacks, build_loss, build_metrics, build_optimizer
@@ -61,12 +60,13 @@ def run_training(params: Params) -> TrainingResult:
     train_data = task.dataset(train_rows, batch_size, shuffle_seed=seed)
     val_data = task.dataset(val_rows, batch_size, shuffle_seed=None) if len(val_rows) else None
 
+    task.prepare(train_rows)
     model = builder.build(task.head())
     load_initial_weights(model, builder.params.INITIAL_WEIGHTS)
     model.compile(
         optimizer=build_optimizer(params),
-        loss=build_loss(params),
-        metrics=build_metrics(params),
+        loss=build_loss(params, task),
+        metrics=build_metrics(params, task),
     )
     paths.checkpoints.mkdir(parents=True, exist_ok=True)
     monitor = "val_loss" if val_data is not None else "loss"
@@ -87,6 +87,7 @@ def run_training(params: Params) -> TrainingResult:
             validation_data=val_data,
             epochs=params.TRAINING.NUM_EPOCHS,
             callbacks=callbacks,
+            shuffle=False,  # the dataset shuffles itself, seeded
             verbose=1 if sys.stdout.isatty() else 2,
         )
     except Exception as err:  # TensorFlow raises many types; name the usual cause
@@ -97,9 +98,9 @@ def run_training(params: Params) -> TrainingResult:
             ) from None
         raise
 
-    save_model(model, paths.model, paths.format)
+    save_model(task.finalize_model(model), paths.model, paths.format)
     if val_data is not None:
-        log_evaluation(live, task, model, val_rows, val_data)
+        task.log_evaluation(live, model, val_rows, val_data)
     live.end()
     write_run_info(paths, seed)
     log.info("Saved %s", paths.model)
@@ -126,15 +127,6 @@ def load_initial_weights(model: keras.Model, path: str | None) -> None:
             f"MODEL.MODEL_PARAMS.INITIAL_WEIGHTS: {path!r} does not match the model "
             f"{model.name!r}: {err}"
         ) from None
-
-
-def log_evaluation(live: Live, task, model: keras.Model, rows, data) -> None:
-    """Per-task evaluation plots on the validation set (a confusion matrix for classification)."""
-    if not hasattr(task, "confusion_inputs"):
-        return
-    outputs = np.asarray(model.predict(data, verbose=0))
-    actual, predicted = task.confusion_inputs(rows, outputs)
-    live.log_sklearn_plot("confusion_matrix", actual, predicted, name="confusion_matrix.json")
 
 
 def write_run_info(paths: ModelPaths, seed: int) -> None:

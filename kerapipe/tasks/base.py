@@ -17,9 +17,11 @@ from kerapipe.registry import TASKS
 from kerapipe.sources import DataSource
 
 if TYPE_CHECKING:
+    import keras
     import numpy as np
     import tensorflow as tf
 
+    from dvclive import Live
     from kerapipe.models.base import BaseModelParams, Head
 
 
@@ -27,6 +29,8 @@ class Task:
     """Base class; subclasses set ``Params`` and implement the methods below."""
 
     Params: ClassVar[type[Group]] = Group
+    default_loss: ClassVar[str]  # used when MODEL.LOSS_NAME is not set
+    default_metrics: ClassVar[tuple[str, ...]] = ()  # used when MODEL.METRICS is not set
 
     def __init__(self, params: Params) -> None:
         self.params = params
@@ -47,6 +51,16 @@ class Task:
 
     def head(self) -> Head:
         raise NotImplementedError
+
+    def prepare(self, train_rows: pd.DataFrame) -> None:
+        """Learn what the datasets need from the training rows (e.g. target scaling)."""
+
+    def finalize_model(self, model: keras.Model) -> keras.Model:
+        """The model to save, given the trained one (e.g. with outputs put back in units)."""
+        return model
+
+    def log_evaluation(self, live: Live, model: keras.Model, rows: pd.DataFrame, data) -> None:
+        """Log task-specific plots or images for the validation set to DVCLive."""
 
     def dataset(
         self, table: pd.DataFrame, batch_size: int, shuffle_seed: int | None

@@ -40,6 +40,8 @@ class ClassificationParams(Group):
 
 class ClassificationTask(Task):
     Params = ClassificationParams
+    default_loss = "sparse_categorical_crossentropy"
+    default_metrics = ("accuracy",)
 
     def check_model_params(self, model_params: BaseModelParams) -> None:
         top_label = max(self.config.CLASS_LABELS)
@@ -134,8 +136,11 @@ class ClassificationTask(Task):
             table[f"prob_{name}"] = outputs[:, label].round(6)
         return table
 
-    def confusion_inputs(self, table: pd.DataFrame, outputs: np.ndarray) -> tuple[list, list]:
-        """True and predicted class names for DVCLive's confusion matrix."""
+    def log_evaluation(self, live, model, rows: pd.DataFrame, data) -> None:
+        """A confusion matrix of class names on the validation set."""
+        outputs = np.asarray(model.predict(data, verbose=0))
         name_of = {label: name for name, label in self.label_of.items()}
         predicted = [name_of.get(int(i), str(int(i))) for i in outputs.argmax(axis=1)]
-        return list(table.class_name), predicted
+        live.log_sklearn_plot(
+            "confusion_matrix", list(rows.class_name), predicted, name="confusion_matrix.json"
+        )
