@@ -14,7 +14,6 @@ from kerapipe.sources import get_source
 from kerapipe.tasks.base import get_task
 
 log = logging.getLogger(__name__)
-PREDICTIONS_CSV = "predictions.csv"
 
 
 @dataclass(frozen=True)
@@ -32,11 +31,9 @@ def run_prediction(params: Params) -> PredictionResult:
     local_paths = [source.local_path(p) for p in paths]
     batches = task.prediction_dataset(local_paths, params.TRAINING.BATCH_SIZE)
     outputs = np.concatenate([_as_array(model(batch, training=False)) for batch in batches])
-    table = task.prediction_table(paths, outputs)
-    out = f"{params.DATA.PREDICTION_OUTPUT_DIR.rstrip('/')}/{PREDICTIONS_CSV}"
-    source.write_text(out, table.to_csv(index=False, lineterminator="\n"))
-    log.info("Wrote %s: %d rows.", out, len(table))
-    return PredictionResult(out, len(table))
+    out = task.write_predictions(source, params.DATA.PREDICTION_OUTPUT_DIR, paths, outputs)
+    log.info("Wrote %s: %d rows.", out, len(paths))
+    return PredictionResult(out, len(paths))
 
 
 def _as_array(output) -> np.ndarray:

@@ -86,6 +86,15 @@ class Task:
         """One row per input file from the model's raw outputs."""
         raise NotImplementedError
 
+    def write_predictions(
+        self, source: DataSource, output_dir: str, paths: list[str], outputs: np.ndarray
+    ) -> str:
+        """Write the results under ``output_dir``; return the path of the index CSV."""
+        out = f"{output_dir.rstrip('/')}/predictions.csv"
+        table = self.prediction_table(paths, outputs)
+        source.write_text(out, table.to_csv(index=False, lineterminator="\n"))
+        return out
+
 
 def get_task(params: Params) -> Task:
     """The registered task for ``PIPELINE.TASK_NAME``, with its params validated."""
