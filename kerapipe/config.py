@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import secrets
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kerapipe.errors import ConfigError
 from kerapipe.registry import (
+    AUGMENTATIONS,
     CALLBACKS,
     LOSSES,
     METRICS,
@@ -81,6 +82,11 @@ class CallbackSpec(Group):
         return name
 
 
+class AugmentationSpec(Group):
+    AUGMENTATION_NAME: str
+    AUGMENTATION_PARAMS: dict[str, Any] = Field(default_factory=dict)
+
+
 class ModelParams(Group):
     MODEL_NAME: str
     MODEL_PARAMS: dict[str, Any] = Field(default_factory=dict)
@@ -98,6 +104,19 @@ class TrainingParams(Group):
     CALLBACKS: list[CallbackSpec] = Field(default_factory=list)
     SEED: int = 0
     FORCE: bool = False
+    # Input pipeline (kerapipe/datasets.py): see README, "TRAINING".
+    CACHE: str | None = "none"  # none, memory, or a folder for cache files
+    SHUFFLE_BUFFER: int | None = Field(None, ge=1)  # None: the whole training set
+    NUM_PARALLEL_CALLS: int | None = Field(None, ge=1)  # None: tf.data autotunes it
+    AUGMENTATIONS: list[AugmentationSpec] = Field(default_factory=list)
+
+    @field_validator("CACHE")
+    @classmethod
+    def _cache_choice(cls, value: str | None) -> str:
+        value = "none" if value is None else value.strip()
+        if not value:
+            raise ValueError("must be none, memory, or the path of a folder for cache files")
+        return value.lower() if value.lower() in ("none", "memory") else value
 
 
 class Params(Group):
@@ -196,14 +215,21 @@ def _field_names(model: type[BaseModel], loc: tuple) -> list[str]:
         if isinstance(part, int):
             continue
         field = model.model_fields.get(str(part))
-        if field is None:
-            return []
-        annotation = field.annotation
-        inner = getattr(annotation, "__args__", None)
-        model = inner[0] if inner else annotation
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        model = _model_in(field.annotation) if field else None
+        if model is None:
             return []
     return list(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as ``list[MetricSpec] | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found:
+            return found
+    return None
 
 
 def _registry_problems(params: Params) -> list[str]:
@@ -227,6 +253,10 @@ def _registry_problems(params: Params) -> list[str]:
         (CALLBACKS, f"TRAINING.CALLBACKS.{i}.CALLBACK_NAME", spec.CALLBACK_NAME)
         for i, spec in enumerate(params.TRAINING.CALLBACKS)
     ]
+    checks += [
+        (AUGMENTATIONS, f"TRAINING.AUGMENTATIONS.{i}.AUGMENTATION_NAME", spec.AUGMENTATION_NAME)
+        for i, spec in enumerate(params.TRAINING.AUGMENTATIONS)
+    ]
     problems = []
     for registry, key, name in checks:
         try:
@@ -241,8 +271,14 @@ def _plugin_problems(params: Params) -> list[str]:
     from kerapipe.models.base import model_builder
     from kerapipe.tasks.base import get_task
 
+    from kerapipe.augmentations import build_augmentations
+
     problems = []
-    for check in (lambda: get_task(params), lambda: model_builder(params)):
+    for check in (
+        lambda: get_task(params),
+        lambda: model_builder(params),
+        lambda: build_augmentations(params.TRAINING.AUGMENTATIONS),
+    ):
         try:
             check()
         except ConfigError as err:

@@ -39,6 +39,20 @@ def check_image_files(paths: list[str], read_head, key: str) -> None:
         )
 
 
+def undecodable_images(paths: list[str]) -> list[str]:
+    """The files Pillow cannot fully decode: the slow check, run only after a decode failure."""
+    from PIL import Image
+
+    bad = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.load()
+        except (OSError, SyntaxError, ValueError):
+            bad.append(path)
+    return bad
+
+
 def _first(paths: list[str], count: int = 5) -> str:
     shown = ", ".join(paths[:count])
     return shown + (f", and {len(paths) - count} more" if len(paths) > count else "")

@@ -10,14 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import tensorflow as tf
+from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
-from dvclive import Live
 from kerapipe import atomic
 from kerapipe.artifacts import ModelPaths, save_model
 from kerapipe.components import build_callbacks, build_loss, build_metrics, build_optimizer
 from kerapipe.config import Params, resolve_seed
 from kerapipe.errors import DataError, ModelError
+from kerapipe.images import undecodable_images
 from kerapipe.inventory import read_inventory
 from kerapipe.models.base import model_builder
 from kerapipe.reproducibility import environment_info, seed_everything
@@ -90,13 +92,14 @@ def run_training(params: Params) -> TrainingResult:
             shuffle=False,  # the dataset shuffles itself, seeded
             verbose=1 if sys.stdout.isatty() else 2,
         )
-    except Exception as err:  # TensorFlow raises many types; name the usual cause
-        if "decode" in str(err).lower() or "image" in str(err).lower():
-            raise DataError(
-                f"an image in the inventory could not be decoded during training ({err}). "
-                "Run `kerapipe validate` to find it, then fix or remove it."
-            ) from None
-        raise
+    except tf.errors.InvalidArgumentError as err:
+        bad = undecodable_images(list(table.filepath))
+        if not bad:
+            raise
+        raise DataError(
+            f"{len(bad)} image(s) in the inventory cannot be decoded: {', '.join(bad[:5])}. "
+            "Re-export or remove them, then rerun inventory and train."
+        ) from err
 
     save_model(task.finalize_model(model), paths.model, paths.format)
     if val_data is not None:

@@ -1,0 +1,89 @@
+"""The `kerapipe` command as a user runs it: fast help, validate, components, clear failures."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import BIN, tool_env
+
+
+def kerapipe(*args, cwd=None):
+    return subprocess.run(
+        [str(BIN / "kerapipe"), *args], capture_output=True, text=True, cwd=cwd, env=tool_env()
+    )
+
+
+def test_help_lists_every_command():
+    result = kerapipe("--help")
+    assert result.returncode == 0
+    for command in ("inventory", "train", "predict", "run", "validate", "components"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("args", [["--help"], ["validate"], ["components"]])
+def test_fast_commands_do_not_import_tensorflow(args, make_params):
+    _, path = make_params()
+    argv = [*args, "--params", str(path)] if args != ["--help"] else args
+    code = (
+        "import sys; from kerapipe.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'"
+    )
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_validate_reports_what_it_found(make_params):
+    _, path = make_params()
+    result = kerapipe("validate", "--params", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "1617 training examples" in result.stdout and "180 files to predict" in result.stdout
+
+
+def test_validate_checks_the_data_too(make_params, tmp_path):
+    _, path = make_params({"DATA.PREDICTION_DATA_DIR": str(tmp_path / "missing")})
+    result = kerapipe("validate", "--params", str(path))
+    assert result.returncode == 1
+    assert "DATA.PREDICTION_DATA_DIR: folder" in result.stderr
+
+
+def test_components_lists_every_kind():
+    result = kerapipe("components")
+    assert result.returncode == 0
+    for heading in (
+        "models:",
+        "losses:",
+        "optimizers:",
+        "metrics:",
+        "callbacks:",
+        "sources:",
+        "tasks:",
+    ):
+        assert heading in result.stdout
+    for name in (
+        "simple_cnn",
+        "xception",
+        "INPUT_SHAPE",
+        "adam",
+        "early_stopping",
+        "local",
+        "classification",
+    ):
+        assert name in result.stdout
+
+
+def test_invalid_yaml_is_one_message_and_non_zero_exit(tmp_path):
+    (tmp_path / "params.yaml").write_text("DATA: {INVENTORY_DATA_DIR: [oops}\n")
+    result = kerapipe("train", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "kerapipe train: error: params.yaml is not valid YAML at line 1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_config_error_exits_non_zero_without_traceback(make_params):
+    _, path = make_params({"MODEL.MODEL_NAME": "resnet9000"})
+    result = kerapipe("inventory", "--params", str(path))
+    assert result.returncode == 1
+    assert "MODEL.MODEL_NAME: unknown model 'resnet9000'" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,67 @@
+"""The whole pipeline as a user drives it: real `dvc repro`, `dvc exp run -S`, `dvc metrics
+diff` and `dvc exp show` in a fresh git repo holding a copy of this project."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from tests.conftest import run
+
+pytestmark = pytest.mark.e2e
+
+
+def stages_run(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
+def held_out_accuracy(project) -> float:
+    predictions = pd.read_csv(project / "predictions" / "predictions.csv")
+    truth = pd.read_csv(project / "data" / "digits" / "unlabelled_labels.csv")
+    predictions["filename"] = predictions.filepath.str.rsplit("/", n=1).str[-1]
+    merged = predictions.merge(truth, on="filename", suffixes=("", "_true"))
+    assert len(merged) == len(truth) == len(predictions) == 180
+    return float((merged.class_name == merged.class_name_true).mean())
+
+
+def test_repro_then_experiment(project):
+    first = run(["dvc", "repro"], project)
+    assert stages_run(first.stdout) == {"data/dvc.yaml:digits", "inventory", "train", "predict"}
+
+    for path in [
+        "data/inventory/inventory.csv",
+        "models/digits_cnn/model.keras",
+        "models/digits_cnn/training_log.csv",
+        "models/digits_cnn/checkpoints/best.keras",
+        "models/digits_cnn/checkpoints/last.keras",
+        "dvclive/metrics.json",
+        "dvclive/plots/metrics/eval/accuracy.tsv",
+        "dvclive/plots/sklearn/confusion_matrix.json",
+        "predictions/predictions.csv",
+    ]:
+        assert (project / path).exists(), path
+    metrics = json.loads((project / "dvclive/metrics.json").read_text())
+    assert metrics["eval"]["accuracy"] >= 0.97
+    assert held_out_accuracy(project) >= 0.95
+    assert len(pd.read_csv(project / "models/digits_cnn/training_log.csv")) == 15
+
+    second = run(["dvc", "repro"], project)
+    assert stages_run(second.stdout) == set()
+    assert "didn't change" in second.stdout or "up to date" in second.stdout
+
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "baseline run"], project)
+
+    experiment = run(["dvc", "exp", "run", "-S", "TRAINING.BATCH_SIZE=64"], project)
+    assert stages_run(experiment.stdout) == {"train", "predict"}
+    assert "Stage 'inventory' didn't change" in experiment.stdout
+
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project).stdout)
+    changed = diff["dvclive/metrics.json"]
+    assert "eval.accuracy" in changed and "eval.loss" in changed
+    assert changed["eval.loss"]["old"] != changed["eval.loss"]["new"]
+
+    shown = run(["dvc", "exp", "show", "--csv"], project).stdout
+    header = shown.splitlines()[0].split(",")
+    assert "TRAINING.BATCH_SIZE" in header and "eval.accuracy" in header
+    assert any(",64," in line for line in shown.splitlines()[1:])

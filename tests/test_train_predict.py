@@ -1,0 +1,140 @@
+"""Training and prediction with real TensorFlow on the real digits sample (a few epochs)."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from kerapipe.config import load_params
+from kerapipe.errors import DataError, ModelError
+from kerapipe.inventory import run_inventory
+from kerapipe.models.base import Head, model_builder
+from kerapipe.predict import run_prediction
+from kerapipe.train import run_training
+
+
+def params_file(make_params, **updates):
+    return load_params(make_params({"TRAINING.NUM_EPOCHS": 2, **updates})[1])
+
+
+@pytest.fixture
+def trained(make_params):
+    params = params_file(make_params)
+    run_inventory(params)
+    return params, run_training(params)
+
+
+def test_training_writes_model_log_checkpoints_and_run_info(trained):
+    params, result = trained
+    run_dir = result.model_path.parent
+    assert result.model_path.name == "model.keras" and result.model_path.is_file()
+    log = pd.read_csv(run_dir / "training_log.csv")
+    assert list(log.epoch) == [0, 1] and {"loss", "val_loss", "val_accuracy"} <= set(log.columns)
+    assert (run_dir / "checkpoints" / "best.keras").is_file()
+    assert (run_dir / "checkpoints" / "last.keras").is_file()
+    info = json.loads((run_dir / "run_info.json").read_text())
+    assert info["seed"] == 42 and "keras" in info["packages"] and info["devices"]
+    assert result.history["val_accuracy"][-1] > 0.5  # two epochs already learn the digits
+
+
+def test_prediction_writes_one_row_per_image_in_a_stable_order(trained, digits):
+    params, _ = trained
+    result = run_prediction(params)
+    table = pd.read_csv(result.csv_path)
+    images = sorted((digits / "unlabelled").glob("*.png"))
+    assert len(table) == result.rows == len(images)
+    assert [p.split("/")[-1] for p in table.filepath] == [p.name for p in images]
+    probabilities = table.filter(like="prob_")
+    assert list(probabilities.columns) == [
+        f"prob_{n}" for n in params.PIPELINE.TASK_PARAMS["CLASS_NAMES"]
+    ]
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
+    assert set(table.class_name) <= set(params.PIPELINE.TASK_PARAMS["CLASS_NAMES"])
+    names = params.PIPELINE.TASK_PARAMS["CLASS_NAMES"]
+    assert (table.class_name == table.label.map(lambda i: names[i])).all()
+
+
+def test_force_false_keeps_an_existing_model(trained, caplog):
+    params, result = trained
+    before = result.model_path.stat().st_mtime_ns
+    caplog.set_level("INFO")
+    again = run_training(params)
+    assert again.skipped and "Keeping the existing model" in caplog.text
+    assert result.model_path.stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("model_format", ["h5", "tf"])
+def test_other_formats_train_save_and_predict(make_params, model_format):
+    params = params_file(
+        make_params, **{"DATA.TRAINING_MODEL_FORMAT": model_format, "TRAINING.NUM_EPOCHS": 1}
+    )
+    run_inventory(params)
+    result = run_training(params)
+    assert result.model_path.name == f"model.{model_format}"
+    assert result.model_path.is_dir() if model_format == "tf" else result.model_path.is_file()
+    table = pd.read_csv(run_prediction(params).csv_path)
+    assert len(table) == 180
+
+
+def test_missing_initial_weights_fails_before_training(make_params):
+    params = params_file(make_params, **{"MODEL.MODEL_PARAMS.INITIAL_WEIGHTS": "nowhere.keras"})
+    run_inventory(params)
+    with pytest.raises(ModelError, match="INITIAL_WEIGHTS: file 'nowhere.keras' not found"):
+        run_training(params)
+    assert not (params.DATA.TRAINING_MODEL_DIR and list_model_files(params))
+
+
+def list_model_files(params):
+    from kerapipe.artifacts import ModelPaths
+
+    return [p for p in [ModelPaths.from_params(params).model] if p.exists()]
+
+
+def test_xception_never_downloads_imagenet_weights(make_params, monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))  # an empty Keras cache
+    params = params_file(
+        make_params,
+        **{
+            "MODEL.MODEL_NAME": "xception",
+            "MODEL.MODEL_PARAMS": {
+                "INPUT_SHAPE": [71, 71, 3],
+                "NUM_CLASSES": 10,
+                "WEIGHTS": "imagenet",
+            },
+        },
+    )
+    with pytest.raises(ModelError, match="kerapipe never downloads"):
+        model_builder(params).build(Head(10, "softmax"))
+
+
+def test_xception_builds_and_runs_without_weights(make_params):
+    params = params_file(
+        make_params,
+        **{
+            "MODEL.MODEL_NAME": "xception",
+            "MODEL.MODEL_PARAMS": {"INPUT_SHAPE": [71, 71, 1], "NUM_CLASSES": 10},
+        },
+    )
+    model = model_builder(params).build(Head(10, "softmax"))
+    output = model(np.zeros((2, 71, 71, 1), dtype="float32"))
+    assert output.shape == (2, 10)
+
+
+def test_truncated_image_fails_training_with_a_clear_message(make_params, digits, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(digits / "train", data)
+    victim = sorted((data / "three").glob("*.png"))[0]
+    victim.write_bytes(victim.read_bytes()[:30])  # a PNG header, then nothing
+    params = params_file(make_params, **{"TRAINING.NUM_EPOCHS": 1})
+    raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    raw["DATA"]["INVENTORY_DATA_DIR"] = str(data)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    params = load_params(tmp_path / "params.yaml")
+    run_inventory(params)
+    with pytest.raises(
+        DataError, match=r"1 image\(s\) in the inventory cannot be decoded: .*three/"
+    ):
+        run_training(params)
