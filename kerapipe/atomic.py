@@ -58,3 +58,9 @@ def write_text(final: str | os.PathLike, text: str) -> None:
     """Atomically write ``text`` (UTF-8, '\\n' line ends) to ``final``."""
     with atomic_path(final) as tmp:
         tmp.write_text(text, encoding="utf-8", newline="\n")
+
+
+def write_bytes(final: str | os.PathLike, data: bytes) -> None:
+    """Atomically write ``data`` (an encoded image, say) to ``final``."""
+    with atomic_path(final) as tmp:
+        tmp.write_bytes(data)

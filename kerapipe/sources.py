@@ -41,6 +41,10 @@ class DataSource:
         """Write ``text`` so that readers see the old file or the new one, never a part."""
         raise NotImplementedError
 
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Write ``data`` atomically, as ``write_text`` does (e.g. predicted mask images)."""
+        raise NotImplementedError
+
     def local_path(self, path: str) -> str:
         """A path TensorFlow and Keras can open directly."""
         raise NotImplementedError
@@ -61,17 +65,35 @@ class LocalSource(DataSource):
 
     def files(self, path: str) -> list[str]:
         found = []
-        for root, dirs, names in os.walk(path):
+        top = Path(path).as_posix()  # normalised once, so every path below is too
+        for root, dirs, names in os.walk(top):
             dirs[:] = [d for d in dirs if not d.startswith(".")]
-            found.extend(os.path.join(root, n) for n in names if not n.startswith("."))
-        return sorted(Path(p).as_posix() for p in found)
+            prefix = os.path.join(root, "")  # root and one separator: no join per file
+            found += [prefix + n for n in names if not n.startswith(".")]
+        if os.sep != "/":  # forward slashes everywhere, as on POSIX (no Path per file: speed)
+            found = [p.replace(os.sep, "/") for p in found]
+        return sorted(found)
 
     def read_bytes(self, path: str, length: int = -1) -> bytes:
-        with open(path, "rb") as handle:
-            return handle.read(length)
+        if length < 0:
+            with open(path, "rb") as handle:
+                return handle.read()
+        # A few header bytes of many files (the inventory's image check): raw os calls, no
+        # file object, are about twice as fast.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        try:
+            data = os.read(fd, length)
+            while len(data) < length and (more := os.read(fd, length - len(data))):
+                data += more
+            return data
+        finally:
+            os.close(fd)
 
     def write_text(self, path: str, text: str) -> None:
         atomic.write_text(path, text)
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        atomic.write_bytes(path, data)
 
     def local_path(self, path: str) -> str:
         return path

@@ -22,10 +22,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Head:
-    """What the task wants at the end of the network: ``units`` outputs with ``activation``."""
+    """What the task wants at the end of the network: ``units`` outputs with ``activation``.
+
+    ``spatial`` asks for those outputs at every pixel, at the input's height and width
+    (segmentation), instead of once per image; only builders with ``spatial_output`` can.
+    """
 
     units: int
     activation: str | None
+    spatial: bool = False
 
 
 class BaseModelParams(Group):
@@ -53,6 +58,7 @@ class ModelBuilder:
 
     Params: ClassVar[type[BaseModelParams]] = BaseModelParams
     min_input_size: ClassVar[int] = 1
+    spatial_output: ClassVar[bool] = False  # can build a per-pixel head (Head.spatial)
 
     def __init__(self, model_params: dict[str, Any], name: str = "") -> None:
         self.name = name

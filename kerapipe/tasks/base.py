@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import pandas as pd
-
 from kerapipe.config import Group, Params, validate_group
 from kerapipe.registry import TASKS
 from kerapipe.sources import DataSource
@@ -19,9 +17,11 @@ from kerapipe.sources import DataSource
 if TYPE_CHECKING:
     import keras
     import numpy as np
+    import pandas as pd
     import tensorflow as tf
-
     from dvclive import Live
+
+    from kerapipe.datasets import DatasetOptions
     from kerapipe.models.base import BaseModelParams, Head
 
 
@@ -45,6 +45,14 @@ class Task:
         """Inventory rows (one per example, sorted) for the data under ``data_dir``."""
         raise NotImplementedError
 
+    def check_data(self, source: DataSource, data_dir: str) -> int:
+        """Check the data under ``data_dir`` as ``scan`` does; return the number of examples.
+
+        Used by ``kerapipe validate``; override it to check without building the table (and
+        without importing pandas), for a fast start.
+        """
+        return len(self.scan(source, data_dir))
+
     def split(self, table: pd.DataFrame, validation_split: float, seed: int) -> pd.DataFrame:
         """``table`` with a ``split`` column of 'train' or 'validation'."""
         raise NotImplementedError
@@ -63,9 +71,17 @@ class Task:
         """Log task-specific plots or images for the validation set to DVCLive."""
 
     def dataset(
-        self, table: pd.DataFrame, batch_size: int, shuffle_seed: int | None
+        self,
+        table: pd.DataFrame,
+        batch_size: int,
+        shuffle_seed: int | None,
+        options: DatasetOptions | None = None,
     ) -> tf.data.Dataset:
-        """Batches of (input, target) for the inventory rows in ``table``."""
+        """Batches of (input, target) for the inventory rows in ``table``.
+
+        ``options`` carries ``TRAINING.CACHE``, ``SHUFFLE_BUFFER``, ``NUM_PARALLEL_CALLS`` and
+        ``AUGMENTATIONS`` (none for validation data); see ``kerapipe.datasets.image_dataset``.
+        """
         raise NotImplementedError
 
     @property

@@ -3,8 +3,8 @@ predictions CSV with the class and the per-class probabilities."""
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
+
 from pydantic import Field, model_validator
 
 from kerapipe.config import Group
@@ -13,6 +13,10 @@ from kerapipe.images import check_image_files
 from kerapipe.models.base import BaseModelParams, Head
 from kerapipe.sources import DataSource
 from kerapipe.tasks.base import Task
+
+if TYPE_CHECKING:  # imported where used: `kerapipe validate` needs neither
+    import numpy as np
+    import pandas as pd
 
 KEY = "PIPELINE.TASK_PARAMS"
 
@@ -57,6 +61,16 @@ class ClassificationTask(Task):
         return dict(zip(self.config.CLASS_NAMES, self.config.CLASS_LABELS, strict=True))
 
     def scan(self, source: DataSource, data_dir: str) -> pd.DataFrame:
+        import pandas as pd
+
+        rows = self._rows(source, data_dir)
+        return pd.DataFrame(rows, columns=["filepath", "class_name", "label"])
+
+    def check_data(self, source: DataSource, data_dir: str) -> int:
+        return len(self._rows(source, data_dir))
+
+    def _rows(self, source: DataSource, data_dir: str) -> list[tuple[str, str, int]]:
+        """``(filepath, class_name, label)`` of every image, checked, sorted by path."""
         key = "DATA.INVENTORY_DATA_DIR"
         folders = set(source.subfolders(data_dir))
         missing = [name for name in self.config.CLASS_NAMES if name not in folders]
@@ -74,10 +88,11 @@ class ClassificationTask(Task):
                     f"{key}: class folder '{data_dir.rstrip('/')}/{name}' has no files. Add its "
                     f"images, or remove {name!r} from {KEY}.CLASS_NAMES and CLASS_LABELS."
                 )
-            rows += [(path, name, self.label_of[name]) for path in files]
-        table = pd.DataFrame(rows, columns=["filepath", "class_name", "label"])
-        check_image_files(list(table.filepath), lambda p: source.read_bytes(p, 16), key)
-        return table.sort_values("filepath", ignore_index=True)
+            label = self.label_of[name]  # a property: look it up once, not per file
+            rows += [(path, name, label) for path in files]
+        rows.sort()  # by file path (paths are unique)
+        check_image_files([row[0] for row in rows], lambda p: source.read_bytes(p, 16), key)
+        return rows
 
     def split(self, table: pd.DataFrame, validation_split: float, seed: int) -> pd.DataFrame:
         from sklearn.model_selection import train_test_split
@@ -104,11 +119,15 @@ class ClassificationTask(Task):
         num_classes = self.params.MODEL.MODEL_PARAMS["NUM_CLASSES"]
         return Head(units=num_classes, activation="softmax")
 
-    def dataset(self, table: pd.DataFrame, batch_size: int, shuffle_seed: int | None):
+    def dataset(self, table: pd.DataFrame, batch_size: int, shuffle_seed: int | None, options=None):
+        import numpy as np
+
         from kerapipe.datasets import image_dataset
 
         labels = table.label.to_numpy(dtype=np.int32)
-        return image_dataset(table.filepath, labels, self.input_shape, batch_size, shuffle_seed)
+        return image_dataset(
+            table.filepath, labels, self.input_shape, batch_size, shuffle_seed, options
+        )
 
     def prediction_inputs(self, source: DataSource, data_dir: str) -> list[str]:
         if not source.is_dir(data_dir):
@@ -123,6 +142,8 @@ class ClassificationTask(Task):
         return paths
 
     def prediction_table(self, paths: list[str], outputs: np.ndarray) -> pd.DataFrame:
+        import pandas as pd
+
         name_of = {label: name for name, label in self.label_of.items()}
         best = outputs.argmax(axis=1)
         table = pd.DataFrame(
@@ -138,6 +159,8 @@ class ClassificationTask(Task):
 
     def log_evaluation(self, live, model, rows: pd.DataFrame, data) -> None:
         """A confusion matrix of class names on the validation set."""
+        import numpy as np
+
         outputs = np.asarray(model.predict(data, verbose=0))
         name_of = {label: name for name, label in self.label_of.items()}
         predicted = [name_of.get(int(i), str(int(i))) for i in outputs.argmax(axis=1)]

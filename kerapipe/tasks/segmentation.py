@@ -1,0 +1,436 @@
+"""Semantic segmentation: an images folder and a masks folder whose files share a stem, masks
+being 8-bit single-channel PNGs whose pixel values are class indices. A per-pixel softmax head;
+predictions are one mask PNG per input image (same stem, same size) plus an index CSV with each
+image's class pixel fractions."""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import re
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from pydantic import Field, field_validator
+
+from kerapipe.config import Group
+from kerapipe.errors import ConfigError, DataError
+from kerapipe.images import check_image_files
+from kerapipe.models.base import BaseModelParams, Head
+from kerapipe.registry import MODELS
+from kerapipe.sources import DataSource
+from kerapipe.tasks.base import Task
+from kerapipe.tasks.common import first, image_inputs, image_size, join, random_split
+
+if TYPE_CHECKING:
+    from kerapipe.datasets import DatasetOptions
+
+KEY = "PIPELINE.TASK_PARAMS"
+DATA_KEY = "DATA.INVENTORY_DATA_DIR"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Colours of classes 0, 1, 2, ... in the images logged to DVCLive (class 0 is black).
+PALETTE = np.array(
+    [
+        [0, 0, 0],
+        [230, 25, 75],
+        [60, 180, 75],
+        [255, 225, 25],
+        [0, 130, 200],
+        [245, 130, 48],
+        [145, 30, 180],
+        [70, 240, 240],
+        [240, 50, 230],
+        [210, 245, 60],
+    ],
+    dtype=np.uint8,
+)
+
+
+class SegmentationParams(Group):
+    CLASS_NAMES: list[str] = Field(min_length=2)  # pixel value i of a mask is CLASS_NAMES[i]
+    IMAGES_DIR: str = "images"  # inside DATA.INVENTORY_DATA_DIR
+    MASKS_DIR: str = "masks"  # inside DATA.INVENTORY_DATA_DIR
+    MASK_PATTERN: str = "{stem}.png"  # the mask's file name from its image's stem
+    LOG_IMAGES: int = Field(4, ge=0)  # validation images logged to DVCLive with their masks
+
+    @field_validator("CLASS_NAMES")
+    @classmethod
+    def _unique(cls, names: list[str]) -> list[str]:
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"repeats {', '.join(repeated)}; each class name must be unique")
+        if len(names) > 256:
+            raise ValueError("an 8-bit mask holds at most 256 classes")
+        return names
+
+    @field_validator("MASK_PATTERN")
+    @classmethod
+    def _pattern(cls, pattern: str) -> str:
+        if pattern.count("{stem}") != 1 or re.sub(r"\{stem\}", "", pattern).count("{"):
+            raise ValueError("must contain '{stem}' once, e.g. '{stem}.png' or '{stem}_mask.png'")
+        if not pattern.lower().endswith(".png") or "/" in pattern:
+            raise ValueError("must be a file name ending in .png (masks are PNG files)")
+        return pattern
+
+
+class SegmentationTask(Task):
+    """Images in ``IMAGES_DIR``, masks in ``MASKS_DIR``; one mask per image, same size."""
+
+    Params = SegmentationParams
+    default_loss = "sparse_categorical_crossentropy"
+    default_metrics = ("accuracy", "sparse_mean_iou", "sparse_mean_dice")
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.config.CLASS_NAMES
+
+    def check_model_params(self, model_params: BaseModelParams) -> None:
+        count = len(self.class_names)
+        if count != model_params.NUM_CLASSES:
+            raise ConfigError(
+                f"MODEL.MODEL_PARAMS.NUM_CLASSES is {model_params.NUM_CLASSES} but "
+                f"{KEY}.CLASS_NAMES names {count} classes; set NUM_CLASSES to {count} "
+                "(one output per class, mask value i being CLASS_NAMES[i])."
+            )
+        name = self.params.MODEL.MODEL_NAME
+        if not MODELS.get(name).spatial_output:
+            able = [e.name for e in MODELS if MODELS.get(e.name).spatial_output]
+            raise ConfigError(
+                f"MODEL.MODEL_NAME: {name!r} gives one output per image, but segmentation "
+                f"needs one per pixel. Choose one of: {', '.join(able)}."
+            )
+
+    # --- inventory -------------------------------------------------------------------------
+
+    def mask_name(self, stem: str) -> str:
+        return self.config.MASK_PATTERN.replace("{stem}", stem)
+
+    def _mask_stem(self, name: str) -> str | None:
+        """The image stem a mask file name belongs to, or None if it does not fit the pattern."""
+        prefix, _, suffix = self.config.MASK_PATTERN.partition("{stem}")
+        ok = name.startswith(prefix) and name.endswith(suffix) and len(name) > len(prefix + suffix)
+        return name[len(prefix) : len(name) - len(suffix)] if ok else None
+
+    def scan(self, source: DataSource, data_dir: str) -> pd.DataFrame:
+        images_dir = join(data_dir, self.config.IMAGES_DIR)
+        masks_dir = join(data_dir, self.config.MASKS_DIR)
+        for folder, key in ((images_dir, "IMAGES_DIR"), (masks_dir, "MASKS_DIR")):
+            if not source.is_dir(folder):
+                raise DataError(
+                    f"{KEY}.{key}: folder {folder!r} not found. {DATA_KEY} must hold the "
+                    f"images in {self.config.IMAGES_DIR!r} and their masks in "
+                    f"{self.config.MASKS_DIR!r} (or set {KEY}.{key})."
+                )
+        images = self._by_key(source, images_dir, is_mask=False)
+        masks = self._by_key(source, masks_dir, is_mask=True)
+        if not images:
+            raise DataError(f"{DATA_KEY}: the images folder {images_dir!r} holds no files.")
+        check_image_files(list(images.values()), lambda p: source.read_bytes(p, 16), DATA_KEY)
+        no_mask = sorted(images[k] for k in images.keys() - masks.keys())
+        if no_mask:
+            example = posixpath.relpath(no_mask[0], images_dir)
+            stem = posixpath.splitext(example)[0]
+            holds = min(masks.values(), default=None)
+            holds = f" (the masks folder holds e.g. {posixpath.basename(holds)!r})" if holds else ""
+            raise DataError(
+                f"{DATA_KEY}: {len(no_mask)} image(s) have no mask ({first(no_mask)}); for "
+                f"{example!r} kerapipe looked for {join(masks_dir, self.mask_name(stem))!r}"
+                f"{holds}. Add the masks, or fix {KEY}.MASK_PATTERN "
+                f"({self.config.MASK_PATTERN!r})."
+            )
+        no_image = sorted(masks[k] for k in masks.keys() - images.keys())
+        if no_image:
+            raise DataError(
+                f"{DATA_KEY}: {len(no_image)} mask(s) have no image ({first(no_image)}). "
+                f"Each mask needs an image of the same stem in {images_dir!r}; add the images "
+                "or remove the masks."
+            )
+        keys = sorted(images, key=lambda k: images[k])
+        table = pd.DataFrame(
+            {"filepath": [images[k] for k in keys], "mask_path": [masks[k] for k in keys]}
+        )
+        self._check_masks(source, table)
+        return table
+
+    def _by_key(self, source: DataSource, folder: str, is_mask: bool) -> dict[str, str]:
+        """Files under ``folder`` keyed by relative sub-folder and image stem."""
+        found: dict[str, str] = {}
+        not_masks: list[str] = []
+        for path in source.files(folder):
+            relative = posixpath.relpath(path, folder)
+            subfolder, name = posixpath.split(relative)
+            stem = self._mask_stem(name) if is_mask else posixpath.splitext(name)[0]
+            if stem is None:
+                not_masks.append(path)
+                continue
+            key = posixpath.join(subfolder, stem)
+            if key in found:
+                raise DataError(
+                    f"{DATA_KEY}: {found[key]!r} and {path!r} share the stem {stem!r}, so "
+                    "kerapipe cannot tell which mask or image belongs to which. Rename one."
+                )
+            found[key] = path
+        if not_masks:
+            raise DataError(
+                f"{DATA_KEY}: {len(not_masks)} file(s) in the masks folder are not named like "
+                f"{KEY}.MASK_PATTERN ({self.config.MASK_PATTERN!r}): {first(not_masks)}. "
+                "Rename them, fix MASK_PATTERN, or move them out."
+            )
+        return found
+
+    def _check_masks(self, source: DataSource, table: pd.DataFrame) -> None:
+        """Masks must be 8-bit grayscale PNGs of the image's size with values < class count."""
+        bad_format, bad_size, bad_values = [], [], []
+        top_class = len(self.class_names) - 1
+        for image_path, mask_path in zip(table.filepath, table.mask_path, strict=True):
+            data = source.read_bytes(mask_path)
+            # IHDR: bit depth at byte 24, colour type at 25 (0 = grayscale).
+            if not data.startswith(PNG_SIGNATURE) or len(data) < 26 or data[24:26] != b"\x08\x00":
+                bad_format.append(mask_path)
+                continue
+            with Image.open(io.BytesIO(data)) as mask:
+                mask_size, top = mask.size, mask.getextrema()[1]
+            size = image_size(source, image_path)
+            if mask_size != size:
+                bad_size.append(
+                    f"{mask_path} is {mask_size[0]}x{mask_size[1]} but its image is "
+                    f"{size[0]}x{size[1]}"
+                )
+            elif top > top_class:
+                bad_values.append(f"{mask_path} (max {top})")
+        if bad_format:
+            raise DataError(
+                f"{DATA_KEY}: {len(bad_format)} mask(s) are not 8-bit single-channel PNGs "
+                f"({first(bad_format)}). Save each mask as a grayscale PNG whose pixel values "
+                "are class indices, e.g. with PIL: Image.fromarray(indices.astype('uint8'), "
+                "'L').save(path)."
+            )
+        if bad_size:
+            raise DataError(
+                f"{DATA_KEY}: {len(bad_size)} mask(s) differ in size from their image: "
+                f"{first(bad_size, 3)}. A mask must have its image's width and height."
+            )
+        if bad_values:
+            raise DataError(
+                f"{DATA_KEY}: {len(bad_values)} mask(s) hold values above {top_class}, the last "
+                f"class index of {KEY}.CLASS_NAMES ({first(bad_values)}). Add the missing "
+                "class names, or fix the masks (a 0/255 binary mask must become 0/1)."
+            )
+
+    def split(self, table: pd.DataFrame, validation_split: float, seed: int) -> pd.DataFrame:
+        return random_split(table, validation_split, seed)
+
+    # --- training --------------------------------------------------------------------------
+
+    def head(self) -> Head:
+        return Head(units=len(self.class_names), activation="softmax", spatial=True)
+
+    def prepare(self, train_rows: pd.DataFrame) -> None:
+        """Register kerapipe's Keras-serializable losses and metrics (the defaults here), so a
+        checkpoint compiled with them loads when training resumes."""
+        import kerapipe.losses  # noqa: F401
+        import kerapipe.metrics  # noqa: F401
+
+    def dataset(
+        self,
+        table: pd.DataFrame,
+        batch_size: int,
+        shuffle_seed: int | None,
+        options: DatasetOptions | None = None,
+    ):
+        """Batches of (image float32 0-255 ``(h, w, c)``, mask int32 ``(h, w)``).
+
+        Both are resized to ``INPUT_SHAPE``: the image bilinearly, the mask with nearest
+        neighbour, so its values stay class indices. ``options`` work as for
+        ``kerapipe.datasets.image_dataset`` (cache, shuffle buffer, parallel calls); their
+        augmentations move image and mask alike (geometric ones; the mask nearest-neighbour).
+        """
+        import tensorflow as tf
+
+        from kerapipe.datasets import (
+            AUTOTUNE,
+            FILE_CACHE_SHUFFLE_BUFFER,
+            DatasetOptions,
+            cache_prefix,
+            decode_image,
+        )
+
+        options = options or DatasetOptions()
+        shape, count = self.input_shape, len(table)
+        images, masks = list(table.filepath), list(table.mask_path)
+        data = tf.data.Dataset.from_tensor_slices(
+            (tf.constant(images, dtype=tf.string), tf.constant(masks, dtype=tf.string))
+        )
+        calls = options.parallel_calls
+
+        def decode(image, mask):
+            return decode_image(image, shape), load_mask(mask, shape[:2], dtype=tf.uint8)
+
+        def shuffle(data, buffer):
+            return data.shuffle(max(1, buffer), seed=shuffle_seed, reshuffle_each_iteration=True)
+
+        if options.cache == "none":
+            if shuffle_seed is not None:
+                data = shuffle(data, options.shuffle_buffer or count)
+            data = data.map(decode, num_parallel_calls=calls)
+        else:
+            data = data.map(decode, num_parallel_calls=calls)
+            if options.cache == "memory":
+                data, buffer = data.cache(), count
+            else:  # the cache name hashes images and masks (paths, sizes, times) and the shape
+                prefix = cache_prefix(options.cache, images + masks, None, [*shape, "mask"])
+                data, buffer = data.cache(prefix), FILE_CACHE_SHUFFLE_BUFFER
+            if shuffle_seed is not None:
+                data = shuffle(data, options.shuffle_buffer or min(buffer, count))
+        if options.augmentations:
+            from kerapipe.augmentations import augment
+
+            augmentations = options.augmentations
+            seeds = tf.data.Dataset.random(seed=shuffle_seed or 0, rerandomize_each_iteration=True)
+            data = tf.data.Dataset.zip(data, seeds.batch(2, drop_remainder=True))
+            data = data.map(
+                lambda pair, seed: augment(pair[0], seed, augmentations, mask=pair[1]),
+                num_parallel_calls=calls,
+            )
+        data = data.batch(batch_size)
+        data = data.map(lambda image, mask: (tf.cast(image, tf.float32), tf.cast(mask, tf.int32)))
+        return data.prefetch(AUTOTUNE)
+
+    def log_evaluation(self, live, model, rows: pd.DataFrame, data) -> None:
+        """Per-class IoU and Dice on the validation set (with the all-background baseline), a
+        pixel confusion matrix, and the first ``LOG_IMAGES`` images with their masks."""
+        count = len(self.class_names)
+        confusion = np.zeros((count, count), dtype=np.int64)
+        shown: list[np.ndarray] = []
+        sample_true: list[np.ndarray] = []
+        sample_pred: list[np.ndarray] = []
+        for images, masks in data:
+            predicted = np.asarray(model(images, training=False)).argmax(axis=-1)
+            truth = np.asarray(masks)
+            confusion += np.bincount(
+                (truth * count + predicted).ravel(), minlength=count * count
+            ).reshape(count, count)
+            sample_true.append(truth[:, ::4, ::4].ravel())  # every 16th pixel, for the plot
+            sample_pred.append(predicted[:, ::4, ::4].ravel())
+            for image, mask, guess in zip(np.asarray(images), truth, predicted, strict=True):
+                if len(shown) < self.config.LOG_IMAGES:
+                    shown.append(overlay_panel(image, mask, guess))
+        scores = segmentation_scores(confusion)
+        for name, iou, dice in zip(self.class_names, scores["iou"], scores["dice"], strict=True):
+            if not np.isnan(iou):
+                live.log_metric(f"validation/iou/{name}", float(iou), plot=False)
+                live.log_metric(f"validation/dice/{name}", float(dice), plot=False)
+        live.log_metric("validation/mean_iou", scores["mean_iou"], plot=False)
+        live.log_metric("validation/mean_dice", scores["mean_dice"], plot=False)
+        background = np.zeros((count, count), dtype=np.int64)
+        background[:, 0] = confusion.sum(axis=1)
+        live.log_metric(
+            "validation/baseline_mean_iou", segmentation_scores(background)["mean_iou"], plot=False
+        )
+        names = np.array(self.class_names)
+        live.log_sklearn_plot(
+            "confusion_matrix",
+            list(names[np.concatenate(sample_true)]),
+            list(names[np.concatenate(sample_pred)]),
+            name="confusion_matrix.json",
+        )
+        for path, panel in zip(rows.filepath, shown, strict=False):
+            stem = posixpath.splitext(posixpath.basename(path))[0]
+            live.log_image(f"segmentation/{stem}.png", Image.fromarray(panel))
+
+    # --- prediction ------------------------------------------------------------------------
+
+    def prediction_inputs(self, source: DataSource, data_dir: str) -> list[str]:
+        return image_inputs(source, data_dir)
+
+    def write_predictions(
+        self, source: DataSource, output_dir: str, paths: list[str], outputs: np.ndarray
+    ) -> str:
+        """``masks/<relative folder>/<stem>.png`` for every input (its size, class indices),
+        then ``predictions.csv`` indexing them with each image's class pixel fractions."""
+        import tensorflow as tf
+
+        data_dir = self.params.DATA.PREDICTION_DATA_DIR
+        output_dir = output_dir.rstrip("/")
+        records: list[dict[str, Any]] = []
+        for path, scores in zip(paths, outputs, strict=True):
+            width, height = image_size(source, path)
+            # Resize the class scores, not the arg-max: smoother edges, never invalid values.
+            resized = tf.image.resize(scores, (height, width), method="bilinear")
+            mask = np.asarray(tf.argmax(resized, axis=-1), dtype=np.uint8)
+            relative = posixpath.splitext(posixpath.relpath(path, data_dir))[0] + ".png"
+            mask_path = join(join(output_dir, "masks"), relative)
+            source.write_bytes(mask_path, encode_mask(mask))
+            fractions = np.bincount(mask.ravel(), minlength=len(self.class_names)) / mask.size
+            records.append(
+                {
+                    "filepath": path,
+                    "mask_path": mask_path,
+                    "width": width,
+                    "height": height,
+                    **{
+                        f"fraction_{name}": round(float(fraction), 6)
+                        for name, fraction in zip(self.class_names, fractions, strict=False)
+                    },
+                }
+            )
+        out = join(output_dir, "predictions.csv")
+        source.write_text(out, pd.DataFrame(records).to_csv(index=False, lineterminator="\n"))
+        return out
+
+
+def load_mask(path, size, dtype=None):
+    """Read a mask PNG, resize it with nearest neighbour to ``size``: ``(h, w)`` of ``dtype``
+    (int32 by default; the values are the PNG's class indices, unchanged)."""
+    import tensorflow as tf
+
+    height, width = size
+    mask = tf.io.decode_png(tf.io.read_file(path), channels=1)
+    mask = tf.image.resize(mask, (height, width), method="nearest")
+    mask = tf.cast(mask[:, :, 0], dtype or tf.int32)
+    mask.set_shape((height, width))
+    return mask
+
+
+def encode_mask(mask: np.ndarray) -> bytes:
+    """An 8-bit grayscale PNG of class indices."""
+    buffer = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8), mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def segmentation_scores(confusion: np.ndarray) -> dict[str, Any]:
+    """Per-class IoU and Dice from a confusion matrix (rows: truth, columns: prediction).
+
+    A class absent from both truth and prediction gets NaN and is left out of the means.
+    """
+    tp = np.diag(confusion).astype(np.float64)
+    actual, predicted = confusion.sum(axis=1), confusion.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = tp / (actual + predicted - tp)
+        dice = 2 * tp / (actual + predicted)
+    present = ~np.isnan(iou)
+    return {
+        "iou": iou,
+        "dice": dice,
+        "mean_iou": float(iou[present].mean()) if present.any() else 0.0,
+        "mean_dice": float(dice[present].mean()) if present.any() else 0.0,
+    }
+
+
+def colorize(mask: np.ndarray) -> np.ndarray:
+    """RGB picture of a class-index mask (class 0 black)."""
+    return PALETTE[mask % len(PALETTE)]
+
+
+def overlay_panel(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Image | true mask | predicted mask, side by side, as uint8 RGB (at least 128 high)."""
+    picture = np.clip(image, 0, 255).astype(np.uint8)
+    if picture.shape[-1] == 1:
+        picture = np.repeat(picture, 3, axis=-1)
+    picture = picture[..., :3]
+    panel = np.concatenate([picture, colorize(truth), colorize(predicted)], axis=1)
+    scale = max(1, 128 // panel.shape[0])  # small images are enlarged to be seen
+    return panel.repeat(scale, axis=0).repeat(scale, axis=1)
