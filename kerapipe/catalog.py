@@ -5,7 +5,7 @@ Keras built-ins keep their usual snake_case names (``sparse_categorical_crossent
 ``adam``, ``early_stopping``); a test checks that each one resolves in the installed Keras.
 """
 
-from kerapipe.registry import CALLBACKS, LOSSES, METRICS, OPTIMIZERS, SOURCES, TASKS
+from kerapipe.registry import CALLBACKS, LOSSES, METRICS, OPTIMIZERS, SCHEDULES, SOURCES, TASKS
 
 KERAS_LOSSES = {
     "binary_crossentropy": "BinaryCrossentropy",
@@ -101,6 +101,16 @@ KERAS_CALLBACKS = {
 }
 
 
+KERAS_SCHEDULES = {
+    "cosine_decay": "CosineDecay",
+    "cosine_decay_restarts": "CosineDecayRestarts",
+    "exponential_decay": "ExponentialDecay",
+    "inverse_time_decay": "InverseTimeDecay",
+    "piecewise_constant_decay": "PiecewiseConstantDecay",
+    "polynomial_decay": "PolynomialDecay",
+}
+
+
 def _register_keras(registry, module: str, table: dict[str, str]) -> None:
     for name, class_name in table.items():
         registry.register(name, f"{module}:{class_name}", summary=f"{module}.{class_name}")
@@ -110,12 +120,40 @@ _register_keras(LOSSES, "keras.losses", KERAS_LOSSES)
 _register_keras(OPTIMIZERS, "keras.optimizers", KERAS_OPTIMIZERS)
 _register_keras(METRICS, "keras.metrics", KERAS_METRICS)
 _register_keras(CALLBACKS, "keras.callbacks", KERAS_CALLBACKS)
+_register_keras(SCHEDULES, "keras.optimizers.schedules", KERAS_SCHEDULES)
+CALLBACKS.register(
+    "learning_rate_scheduler",
+    "kerapipe.components:epoch_schedule",
+    summary="keras.callbacks.LearningRateScheduler stepping a named schedule once per epoch "
+    "(CALLBACK_PARAMS: SCHEDULE_NAME, SCHEDULE_PARAMS)",
+)
 
 METRICS.register(
     "accuracy",
     "kerapipe.components:sparse_accuracy",
     summary="share of integer labels predicted right (sparse categorical accuracy), "
     "logged as 'accuracy'",
+)
+
+LOSSES.register(
+    "sparse_dice",
+    "kerapipe.losses:SparseDiceLoss",
+    summary="1 - mean soft Dice over classes, integer masks vs class scores (segmentation)",
+)
+LOSSES.register(
+    "sparse_focal",
+    "kerapipe.losses:SparseFocalLoss",
+    summary="focal loss for integer labels/masks: cross-entropy down-weighting easy pixels",
+)
+METRICS.register(
+    "sparse_mean_iou",
+    "kerapipe.metrics:SparseMeanIoU",
+    summary="mean IoU over classes from integer masks and class scores, logged as 'mean_iou'",
+)
+METRICS.register(
+    "sparse_mean_dice",
+    "kerapipe.metrics:SparseMeanDice",
+    summary="mean Dice over classes from integer masks and class scores, logged as 'mean_dice'",
 )
 
 SOURCES.register("local", "kerapipe.sources:LocalSource", summary="files on this machine")
@@ -125,7 +163,20 @@ TASKS.register(
     "kerapipe.tasks.classification:ClassificationTask",
     summary="one sub-folder of images per class; softmax head; predictions.csv",
 )
+TASKS.register(
+    "segmentation",
+    "kerapipe.tasks.segmentation:SegmentationTask",
+    summary="images and same-stem class-index mask PNGs; per-pixel softmax head; mask PNGs "
+    "plus predictions.csv",
+)
+TASKS.register(
+    "regression",
+    "kerapipe.tasks.regression:RegressionTask",
+    summary="images and a CSV of numeric targets; linear head on standardised targets; "
+    "predictions.csv in the targets' units",
+)
 
 # Models register themselves with @register_model when kerapipe.models is imported
-# (their modules import Keras only inside build()).
+# (their modules import Keras only inside build()); augmentations the same way.
+import kerapipe.augmentations  # noqa: E402, F401
 import kerapipe.models  # noqa: E402, F401

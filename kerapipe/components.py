@@ -14,7 +14,7 @@ import keras
 
 from kerapipe.config import Params
 from kerapipe.errors import ConfigError
-from kerapipe.registry import CALLBACKS, LOSSES, METRICS, OPTIMIZERS, Registry
+from kerapipe.registry import CALLBACKS, LOSSES, METRICS, OPTIMIZERS, SCHEDULES, Registry
 from kerapipe.tasks.base import Task
 
 
@@ -73,10 +73,41 @@ def build_loss(params: Params, task: Task) -> Any:
 
 
 def build_optimizer(params: Params) -> keras.optimizers.Optimizer:
+    """The optimizer; ``LEARNING_RATE`` is a number or ``{SCHEDULE_NAME, SCHEDULE_PARAMS}``."""
+    key = "MODEL.OPTIMIZER_PARAMS"
     arguments = dict(params.MODEL.OPTIMIZER_PARAMS)
     if "LEARNING_RATE" in arguments:
-        arguments["learning_rate"] = arguments.pop("LEARNING_RATE")
-    return build(OPTIMIZERS, params.MODEL.OPTIMIZER_NAME, arguments, "MODEL.OPTIMIZER_PARAMS")
+        rate = arguments.pop("LEARNING_RATE")
+        if isinstance(rate, dict):
+            rate = build_schedule(rate, f"{key}.LEARNING_RATE")
+        arguments["learning_rate"] = rate
+    return build(OPTIMIZERS, params.MODEL.OPTIMIZER_NAME, arguments, key)
+
+
+def build_schedule(
+    spec: dict[str, Any], key: str
+) -> keras.optimizers.schedules.LearningRateSchedule:
+    """A learning-rate schedule from ``{SCHEDULE_NAME: name, SCHEDULE_PARAMS: {...}}``."""
+    unknown = set(spec) - {"SCHEDULE_NAME", "SCHEDULE_PARAMS"}
+    if unknown or "SCHEDULE_NAME" not in spec:
+        raise ConfigError(
+            f"{key}: a schedule is {{SCHEDULE_NAME: name, SCHEDULE_PARAMS: {{...}}}}; got "
+            f"{spec}. Known schedules: {', '.join(SCHEDULES.names())}."
+        )
+    SCHEDULES.check(spec["SCHEDULE_NAME"], f"{key}.SCHEDULE_NAME")
+    return build(SCHEDULES, spec["SCHEDULE_NAME"], spec.get("SCHEDULE_PARAMS") or {}, key)
+
+
+def epoch_schedule(
+    SCHEDULE_NAME: str, SCHEDULE_PARAMS: dict[str, Any] | None = None, verbose: int = 0
+) -> keras.callbacks.LearningRateScheduler:
+    """``LearningRateScheduler`` that sets the rate from a named schedule at each epoch start
+    (its steps are epochs)."""
+    schedule = build_schedule(
+        {"SCHEDULE_NAME": SCHEDULE_NAME, "SCHEDULE_PARAMS": SCHEDULE_PARAMS or {}},
+        "TRAINING.CALLBACKS.learning_rate_scheduler",
+    )
+    return keras.callbacks.LearningRateScheduler(lambda epoch: float(schedule(epoch)), verbose)
 
 
 def build_metrics(params: Params, task: Task) -> list[Any]:

@@ -104,6 +104,8 @@ class TrainingParams(Group):
     CALLBACKS: list[CallbackSpec] = Field(default_factory=list)
     SEED: int = 0
     FORCE: bool = False
+    MIXED_PRECISION: bool = False
+    DISTRIBUTION: Literal["none", "mirrored"] = "none"
     # Input pipeline (kerapipe/datasets.py): see README, "TRAINING".
     CACHE: str | None = "none"  # none, memory, or a folder for cache files
     SHUFFLE_BUFFER: int | None = Field(None, ge=1)  # None: the whole training set
@@ -268,10 +270,9 @@ def _registry_problems(params: Params) -> list[str]:
 
 def _plugin_problems(params: Params) -> list[str]:
     """Let the task and the model builder check their own params and each other's."""
+    from kerapipe.augmentations import build_augmentations
     from kerapipe.models.base import model_builder
     from kerapipe.tasks.base import get_task
-
-    from kerapipe.augmentations import build_augmentations
 
     problems = []
     for check in (

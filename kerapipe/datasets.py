@@ -1,26 +1,89 @@
-"""tf.data input pipelines that stream images from disk: parallel decode, resize, seeded
-shuffle, batch and prefetch. No Python code runs per image."""
+"""tf.data input pipelines that stream images from disk: parallel decode and resize, an
+optional cache of the decoded images, seeded shuffle and augmentation, batch and prefetch.
+No Python code runs per image.
+
+Order of the training pipeline: file names -> [shuffle] -> decode + resize to uint8 ->
+[augment] -> batch -> float32 -> prefetch. With a cache the decoded uint8 images are cached
+and the shuffle moves after the cache (so each epoch still gets a new order):
+file names -> decode -> cache -> shuffle -> [augment] -> ... . Augmentation always runs after
+the cache, so cached images stay small and every epoch gets fresh random transforms.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 
+from kerapipe.augmentations import Augmentation, augment, build_augmentations
+
+if TYPE_CHECKING:
+    from kerapipe.config import TrainingParams
+
 AUTOTUNE = tf.data.AUTOTUNE
+CACHE_FORMAT = "kerapipe-cache-1"  # part of every cache file name: change it to drop old caches
+FILE_CACHE_SHUFFLE_BUFFER = 1024  # default buffer of decoded images with a cache on disk
 
 
-def load_image(path: tf.Tensor, input_shape: Sequence[int]) -> tf.Tensor:
-    """Read, decode (PNG/JPEG/GIF/BMP) and resize one image to ``input_shape``, as float32 0-255.
+@dataclass(frozen=True)
+class DatasetOptions:
+    """How a dataset is cached, shuffled, augmented and parallelised (``TRAINING.*``).
+
+    Args:
+        cache: ``"none"``, ``"memory"``, or a folder for cache files.
+        shuffle_buffer: elements in the shuffle buffer; None: all of them (with a cache on
+            disk, ``FILE_CACHE_SHUFFLE_BUFFER`` decoded images, so memory stays bounded).
+        augmentations: applied in order to each image (and mask) after decoding.
+        num_parallel_calls: parallel decode/augment calls; None: tf.data autotunes it.
+    """
+
+    cache: str = "none"
+    shuffle_buffer: int | None = None
+    augmentations: tuple[Augmentation, ...] = ()
+    num_parallel_calls: int | None = None
+
+    @classmethod
+    def from_params(cls, training: TrainingParams) -> DatasetOptions:
+        """The options for the training set, from the validated ``TRAINING`` group."""
+        return cls(
+            cache=training.CACHE or "none",
+            shuffle_buffer=training.SHUFFLE_BUFFER,
+            augmentations=tuple(build_augmentations(training.AUGMENTATIONS)),
+            num_parallel_calls=training.NUM_PARALLEL_CALLS,
+        )
+
+    def for_evaluation(self) -> DatasetOptions:
+        """The same options without augmentation, for validation data."""
+        return replace(self, augmentations=())
+
+    @property
+    def parallel_calls(self) -> int:
+        return self.num_parallel_calls or AUTOTUNE
+
+
+def decode_image(path: tf.Tensor, input_shape: Sequence[int]) -> tf.Tensor:
+    """Read, decode (PNG/JPEG/GIF/BMP) and resize one image to ``input_shape``, as uint8.
 
     Decoding straight to the wanted channel count converts grayscale, RGB and RGBA alike.
+    The resized pixels are rounded back to uint8: a quarter of float32's size to cache and to
+    move between threads.
     """
     height, width, channels = input_shape
     image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
     image = tf.image.resize(image, (height, width))
+    image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
     image.set_shape((height, width, channels))
     return image
+
+
+def load_image(path: tf.Tensor, input_shape: Sequence[int]) -> tf.Tensor:
+    """:func:`decode_image` as float32 0-255, the models' input."""
+    return tf.cast(decode_image(path, input_shape), tf.float32)
 
 
 def image_dataset(
@@ -29,21 +92,87 @@ def image_dataset(
     input_shape: Sequence[int],
     batch_size: int,
     shuffle_seed: int | None = None,
+    options: DatasetOptions | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(image, target)``, or of images alone when ``targets`` is None.
 
-    With ``shuffle_seed`` the file order is reshuffled every epoch, reproducibly; the shuffle
-    runs over file names, before decoding, so its buffer costs no image memory.
+    With ``shuffle_seed`` the order is reshuffled every epoch, reproducibly, and the
+    augmentations in ``options`` draw their per-image seeds from the same seed (different
+    every epoch, the same in every run). Without a cache the shuffle runs over file names,
+    before decoding, so even a full buffer costs no image memory. Images are float32 0-255.
     """
-    paths = tf.constant(list(paths), dtype=tf.string)
-    elements = paths if targets is None else (paths, targets)
-    dataset = tf.data.Dataset.from_tensor_slices(elements)
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(paths), seed=shuffle_seed, reshuffle_each_iteration=True)
-    if targets is None:
-        dataset = dataset.map(lambda p: load_image(p, input_shape), num_parallel_calls=AUTOTUNE)
+    options = options or DatasetOptions()
+    paths = [str(p) for p in paths]
+    has_targets = targets is not None
+    elements = tf.constant(paths, dtype=tf.string)
+    dataset = tf.data.Dataset.from_tensor_slices((elements, targets) if has_targets else elements)
+
+    def on_image(fn):
+        return (lambda image, target: (fn(image), target)) if has_targets else fn
+
+    decode = on_image(lambda path: decode_image(path, input_shape))
+    shuffle = shuffle_seed is not None
+    if options.cache == "none":
+        if shuffle:
+            dataset = _shuffle(dataset, options.shuffle_buffer or len(paths), shuffle_seed)
+        dataset = dataset.map(decode, num_parallel_calls=options.parallel_calls)
     else:
-        dataset = dataset.map(
-            lambda p, y: (load_image(p, input_shape), y), num_parallel_calls=AUTOTUNE
-        )
-    return dataset.batch(batch_size).prefetch(AUTOTUNE)
+        dataset = dataset.map(decode, num_parallel_calls=options.parallel_calls)
+        if options.cache == "memory":
+            dataset, default_buffer = dataset.cache(), len(paths)
+        else:
+            prefix = cache_prefix(options.cache, paths, targets, input_shape)
+            dataset, default_buffer = dataset.cache(prefix), FILE_CACHE_SHUFFLE_BUFFER
+        if shuffle:
+            buffer = options.shuffle_buffer or min(default_buffer, len(paths))
+            dataset = _shuffle(dataset, buffer, shuffle_seed)
+
+    if options.augmentations:
+        seeds = tf.data.Dataset.random(
+            seed=shuffle_seed or 0, rerandomize_each_iteration=True
+        ).batch(2, drop_remainder=True)
+        augmentations = options.augmentations
+
+        def apply(element, seed):
+            image, target = element if has_targets else (element, None)
+            image = augment(image, seed, augmentations)[0]
+            return (image, target) if has_targets else image
+
+        dataset = tf.data.Dataset.zip(dataset, seeds)
+        dataset = dataset.map(apply, num_parallel_calls=options.parallel_calls)
+
+    dataset = dataset.batch(batch_size)
+    dataset = dataset.map(on_image(lambda batch: tf.cast(batch, tf.float32)))
+    return dataset.prefetch(AUTOTUNE)
+
+
+def _shuffle(dataset: tf.data.Dataset, buffer: int, seed: int) -> tf.data.Dataset:
+    return dataset.shuffle(max(1, buffer), seed=seed, reshuffle_each_iteration=True)
+
+
+def cache_prefix(
+    folder: str, paths: Sequence[str], targets: np.ndarray | None, input_shape: Sequence[int]
+) -> str:
+    """The cache file prefix in ``folder`` for these images, targets and input shape.
+
+    The name is a hash of the file list (with each file's size and modification time), the
+    targets and ``input_shape``, so a changed data set or INPUT_SHAPE never reads a stale
+    cache. A cache left incomplete by a crashed run is removed.
+    """
+    digest = hashlib.sha256(f"{CACHE_FORMAT}|{list(input_shape)}".encode())
+    for path in paths:
+        try:
+            stat = os.stat(path)
+            digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{path}\n".encode())
+    if targets is not None:
+        targets = np.ascontiguousarray(targets)
+        digest.update(f"{targets.dtype}{targets.shape}".encode() + targets.tobytes())
+    os.makedirs(folder, exist_ok=True)
+    name = f"cache-{digest.hexdigest()[:24]}"
+    if not os.path.exists(os.path.join(folder, f"{name}.index")):
+        for entry in os.scandir(folder):  # a crashed run's partial files and lock files
+            if entry.name.startswith((f"{name}.", f"{name}_")):
+                os.remove(entry.path)
+    return os.path.join(folder, name)

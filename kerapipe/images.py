@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from pathlib import PurePath
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from kerapipe.errors import DataError
 
 # The formats tf.io.decode_image reads, by extension and by their first bytes.
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif"})
 _SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
+_CHUNK = 2048  # files per task of the header-reading thread pool
 
 
 def is_image_name(path: str) -> bool:
-    return PurePath(path).suffix.lower() in IMAGE_EXTENSIONS
+    """Whether the file name ends in an image extension (string ops: 100,000 names in ms)."""
+    name = path[path.rfind("/") + 1 :]
+    dot = name.rfind(".")
+    return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
 
 
 def has_image_header(head: bytes) -> bool:
-    return any(head.startswith(signature) for signature in _SIGNATURES)
+    return head.startswith(_SIGNATURES)
 
 
 def check_image_files(paths: list[str], read_head, key: str) -> None:
@@ -31,12 +37,33 @@ def check_image_files(paths: list[str], read_head, key: str) -> None:
             f"Only {', '.join(sorted(IMAGE_EXTENSIONS))} files are read; move the others out "
             "of the data folder."
         )
-    unreadable = [p for p in paths if not has_image_header(read_head(p))]
+    heads = read_heads(paths, read_head)
+    unreadable = [p for p, head in zip(paths, heads, strict=True) if not has_image_header(head)]
     if unreadable:
         raise DataError(
             f"{key}: {len(unreadable)} image(s) cannot be decoded: their contents are not a "
             f"PNG, JPEG, GIF or BMP image ({_first(unreadable)}). Re-export or remove them."
         )
+
+
+def read_heads(paths: list[str], read_head: Callable[[str], bytes]) -> list[bytes]:
+    """``read_head(path)`` for every path, in order: in a small thread pool for many files
+    (threads overlap the open/read system calls, and the latency of remote sources), with a
+    progress bar on a terminal when it takes more than a second (none in CI logs)."""
+    if len(paths) <= _CHUNK:
+        return [read_head(p) for p in paths]
+    from tqdm import tqdm
+
+    chunks = [paths[i : i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
+    heads: list[bytes] = []
+    with (
+        ThreadPoolExecutor(max(2, min(4, os.cpu_count() or 1))) as pool,
+        tqdm(total=len(paths), unit="file", desc="checking images", disable=None, delay=1) as bar,
+    ):
+        for part in pool.map(lambda chunk: [read_head(p) for p in chunk], chunks):
+            heads += part
+            bar.update(len(part))
+    return heads
 
 
 def undecodable_images(paths: list[str]) -> list[str]:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from kerapipe.config import Params, resolve_seed
 from kerapipe.errors import DataError
 from kerapipe.sources import get_source
 from kerapipe.tasks.base import get_task
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 log = logging.getLogger(__name__)
+_NEEDS_QUOTES = re.compile(r'[",\r\n]')  # cells the csv writer would quote
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,17 @@ def summary_path(params: Params) -> str:
 
 
 def scan_data(params: Params) -> pd.DataFrame:
-    """Walk and check the data folder; return the rows without a split (used by validate)."""
+    """Walk and check the data folder; return the rows without a split."""
+    return get_task(params).scan(*_data_dir(params))
+
+
+def count_data(params: Params) -> int:
+    """Walk and check the data folder as ``scan_data`` does; return the number of examples
+    (``kerapipe validate``: the task may skip building the table, and pandas)."""
+    return get_task(params).check_data(*_data_dir(params))
+
+
+def _data_dir(params: Params):
     source = get_source(params.DATA.INVENTORY_DATA_SOURCE)
     data_dir = params.DATA.INVENTORY_DATA_DIR
     if not source.is_dir(data_dir):
@@ -42,7 +56,7 @@ def scan_data(params: Params) -> pd.DataFrame:
             f"DATA.INVENTORY_DATA_DIR: folder {data_dir!r} not found. Point it at the folder "
             "of training data (for classification, one sub-folder per class)."
         )
-    return get_task(params).scan(source, data_dir)
+    return source, data_dir
 
 
 def run_inventory(params: Params) -> InventoryResult:
@@ -56,7 +70,7 @@ def run_inventory(params: Params) -> InventoryResult:
 
     seed = resolve_seed(params.INVENTORY.SEED)
     table = get_task(params).split(scan_data(params), params.INVENTORY.VALIDATION_SPLIT, seed)
-    out_source.write_text(path, table.to_csv(index=False, lineterminator="\n"))
+    out_source.write_text(path, csv_text(table))
     summary = {
         "seed": seed,
         "validation_split": params.INVENTORY.VALIDATION_SPLIT,
@@ -67,6 +81,30 @@ def run_inventory(params: Params) -> InventoryResult:
     return InventoryResult(path, len(table), seed)
 
 
+def csv_text(table: pd.DataFrame) -> str:
+    """``table.to_csv(index=False)`` with ``\\n`` line ends, byte for byte; several times
+    faster for the usual inventory (text and integer columns with nothing to quote), which
+    matters for 100,000-file trees. Anything else goes through pandas."""
+    import numpy as np
+    from pandas.api.types import infer_dtype
+
+    columns = [[str(name) for name in table.columns]]
+    for name in table.columns:
+        column = table[name]
+        if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iu":
+            columns.append(list(map(str, column.tolist())))
+        elif infer_dtype(column, skipna=False) == "string" and not column.isna().any():
+            columns.append(column.tolist())
+        else:
+            return table.to_csv(index=False, lineterminator="\n")
+    cells = [cell for column in columns for cell in column]
+    if not all(cells) or _NEEDS_QUOTES.search("\0".join(cells)):
+        return table.to_csv(index=False, lineterminator="\n")
+    header = ",".join(columns[0])
+    rows = map(",".join, zip(*columns[1:], strict=True))
+    return "\n".join([header, *rows]) + "\n"
+
+
 def read_inventory(params: Params) -> pd.DataFrame:
     """The inventory CSV as a DataFrame, with a clear error if it is missing or malformed."""
     source = get_source(params.DATA.INVENTORY_CSV_SOURCE)
@@ -75,6 +113,8 @@ def read_inventory(params: Params) -> pd.DataFrame:
         raise DataError(
             f"inventory CSV {path!r} not found. Run `kerapipe inventory` (or `dvc repro`) first."
         )
+    import pandas as pd
+
     with open(source.local_path(path), encoding="utf-8") as handle:
         table = pd.read_csv(handle)
     if "split" not in table.columns or "filepath" not in table.columns:

@@ -21,15 +21,15 @@ def run_pipeline(params: Params) -> None:
 
 def validate_pipeline(params: Params) -> str:
     """Check the data folders the params point at (params were checked on loading)."""
-    from kerapipe.inventory import scan_data
+    from kerapipe.inventory import count_data
     from kerapipe.tasks.base import get_task
 
-    table = scan_data(params)
+    examples = count_data(params)
     task = get_task(params)
     source = get_source(params.DATA.PREDICTION_DATA_SOURCE)
     to_predict = task.prediction_inputs(source, params.DATA.PREDICTION_DATA_DIR)
     return (
-        f"OK: params are valid; {len(table)} training examples under "
+        f"OK: params are valid; {examples} training examples under "
         f"{params.DATA.INVENTORY_DATA_DIR}; {len(to_predict)} files to predict under "
         f"{params.DATA.PREDICTION_DATA_DIR}."
     )

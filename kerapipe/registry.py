@@ -1,5 +1,5 @@
 """One registry mechanism for every pluggable kind: models, losses, optimizers, metrics,
-callbacks, data sources and tasks.
+callbacks, data sources, tasks and augmentations.
 
 An entry is either the object itself (registered with the decorator) or a ``"module:attr"``
 string that is imported on first use. The string form lets kerapipe know every name, for
@@ -102,6 +102,8 @@ METRICS = Registry("metric")
 CALLBACKS = Registry("callback")
 SOURCES = Registry("data source")
 TASKS = Registry("task")
+SCHEDULES = Registry("learning-rate schedule")
+AUGMENTATIONS = Registry("augmentation")
 
 ALL: dict[str, Registry] = {
     "models": MODELS,
@@ -111,6 +113,8 @@ ALL: dict[str, Registry] = {
     "callbacks": CALLBACKS,
     "sources": SOURCES,
     "tasks": TASKS,
+    "schedules": SCHEDULES,
+    "augmentations": AUGMENTATIONS,
 }
 
 
@@ -122,3 +126,5 @@ register_metric = METRICS.register
 register_callback = CALLBACKS.register
 register_source = SOURCES.register
 register_task = TASKS.register
+register_schedule = SCHEDULES.register
+register_augmentation = AUGMENTATIONS.register

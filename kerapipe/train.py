@@ -1,29 +1,46 @@
 """Stage 2: train the model described by the params on the inventory, log every epoch to
-DVCLive, and save the final model atomically in the chosen format."""
+DVCLive, and save the final model atomically in the chosen format.
+
+With ``TRAINING.LOAD_CHECKPOINT`` an interrupted run continues from its last complete epoch
+(see kerapipe/checkpoints.py): epoch count, optimizer state, CSV log, DVCLive steps and the
+best-so-far checkpoint all carry on.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import pandas as pd
 import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
+from dvclive.utils import standardize_metric_name
 
 from kerapipe import atomic
 from kerapipe.artifacts import ModelPaths, save_model
+from kerapipe.atomic import atomic_path
+from kerapipe.checkpoints import Checkpoints, fingerprint
 from kerapipe.components import build_callbacks, build_loss, build_metrics, build_optimizer
 from kerapipe.config import Params, resolve_seed
+from kerapipe.datasets import DatasetOptions
 from kerapipe.errors import DataError, ModelError
 from kerapipe.images import undecodable_images
-from kerapipe.inventory import read_inventory
+from kerapipe.inventory import csv_path, read_inventory
 from kerapipe.models.base import model_builder
-from kerapipe.reproducibility import environment_info, seed_everything
-from kerapipe.tasks.base import get_task
+from kerapipe.reproducibility import (
+    distribution_strategy,
+    environment_info,
+    seed_everything,
+    set_precision,
+)
+from kerapipe.sources import get_source
+from kerapipe.tasks.base import Task, get_task
 
 log = logging.getLogger(__name__)
 DVCLIVE_DIR = "dvclive"
@@ -35,6 +52,7 @@ class TrainingResult:
     seed: int | None  # None when an existing model was kept
     history: dict[str, list[float]]
     skipped: bool = False
+    initial_epoch: int = 0
 
 
 class EpochLogger(DVCLiveCallback):
@@ -52,42 +70,50 @@ def run_training(params: Params) -> TrainingResult:
 
     seed = resolve_seed(params.TRAINING.SEED)
     seed_everything(seed)
+    set_precision(params.TRAINING.MIXED_PRECISION)
+    strategy = distribution_strategy(params.TRAINING.DISTRIBUTION)
     task = get_task(params)
-    builder = model_builder(params)
     table = read_inventory(params)
     train_rows, val_rows = (table[table.split == s] for s in ("train", "validation"))
     if train_rows.empty:
         raise DataError("the inventory has no 'train' rows. Rerun `kerapipe inventory`.")
-    batch_size = params.TRAINING.BATCH_SIZE
-    train_data = task.dataset(train_rows, batch_size, shuffle_seed=seed)
-    val_data = task.dataset(val_rows, batch_size, shuffle_seed=None) if len(val_rows) else None
-
     task.prepare(train_rows)
-    model = builder.build(task.head())
-    load_initial_weights(model, builder.params.INITIAL_WEIGHTS)
-    model.compile(
-        optimizer=build_optimizer(params),
-        loss=build_loss(params, task),
-        metrics=build_metrics(params, task),
+    # BATCH_SIZE is per replica; the global batch grows with the number of devices.
+    batch_size = params.TRAINING.BATCH_SIZE * strategy.num_replicas_in_sync
+    inputs = DatasetOptions.from_params(params.TRAINING)  # cache, shuffle, augmentation
+    train_data = task.dataset(train_rows, batch_size, shuffle_seed=seed, options=inputs)
+    val_data = (
+        task.dataset(val_rows, batch_size, shuffle_seed=None, options=inputs.for_evaluation())
+        if len(val_rows)
+        else None
     )
-    paths.checkpoints.mkdir(parents=True, exist_ok=True)
+
+    inventory_bytes = get_source(params.DATA.INVENTORY_CSV_SOURCE).read_bytes(csv_path(params))
     monitor = "val_loss" if val_data is not None else "loss"
-    live = Live(DVCLIVE_DIR, dvcyaml=None, save_dvc_exp=False, report=None)
-    live.log_params({**params.model_dump(), "RESOLVED_SEED": seed})
-    callbacks = [
-        keras.callbacks.ModelCheckpoint(
-            paths.best_checkpoint, monitor=monitor, save_best_only=True
-        ),
-        keras.callbacks.ModelCheckpoint(paths.last_checkpoint),
-        keras.callbacks.CSVLogger(str(paths.training_log)),
-        EpochLogger(live=live),
-        *build_callbacks(params),
-    ]
+    checkpoints = Checkpoints(paths.checkpoints, fingerprint(params, inventory_bytes), monitor)
+    state = checkpoints.resume_state() if params.TRAINING.LOAD_CHECKPOINT else None
+    if state is None:
+        checkpoints.start_fresh()
+    initial_epoch = state.epoch if state else 0
+    with strategy.scope():
+        model = checkpoints.load_model(state) if state else new_model(params, task)
+
+    live = open_live(params, seed, checkpoints.trim_log(initial_epoch))
+    callbacks = checkpoints.callbacks(state, [EpochLogger(live=live), *build_callbacks(params)])
+    log.info(
+        "Training %s on %d images (%d for validation), batch %d on %d device(s).",
+        model.name,
+        len(train_rows),
+        len(val_rows),
+        batch_size,
+        strategy.num_replicas_in_sync,
+    )
     try:
         history = model.fit(
             train_data,
             validation_data=val_data,
             epochs=params.TRAINING.NUM_EPOCHS,
+            initial_epoch=initial_epoch,
             callbacks=callbacks,
             shuffle=False,  # the dataset shuffles itself, seeded
             verbose=1 if sys.stdout.isatty() else 2,
@@ -102,12 +128,43 @@ def run_training(params: Params) -> TrainingResult:
         ) from err
 
     save_model(task.finalize_model(model), paths.model, paths.format)
+    with atomic_path(paths.training_log) as tmp:
+        shutil.copyfile(checkpoints.log_file, tmp)
     if val_data is not None:
         task.log_evaluation(live, model, val_rows, val_data)
     live.end()
-    write_run_info(paths, seed)
+    write_run_info(paths, seed, strategy.num_replicas_in_sync, initial_epoch)
     log.info("Saved %s", paths.model)
-    return TrainingResult(paths.model, seed, history.history)
+    return TrainingResult(paths.model, seed, history.history, initial_epoch=initial_epoch)
+
+
+def new_model(params: Params, task: Task) -> keras.Model:
+    """Build the registered model, load INITIAL_WEIGHTS, and compile it from the registries."""
+    builder = model_builder(params)
+    model = builder.build(task.head())
+    load_initial_weights(model, builder.params.INITIAL_WEIGHTS)
+    model.compile(
+        optimizer=build_optimizer(params),
+        loss=build_loss(params, task),
+        metrics=build_metrics(params, task),
+    )
+    return model
+
+
+def open_live(params: Params, seed: int, past_epochs: list[dict[str, str]]) -> Live:
+    """A fresh DVCLive run with the params, replaying the epochs a resumed run already did.
+
+    Replaying from the checkpointed CSV log (rather than trusting ``dvclive/``, which DVC
+    deletes before a stage runs) keeps the steps continuous and free of duplicates.
+    """
+    live = Live(DVCLIVE_DIR, dvcyaml=None, save_dvc_exp=False, report=None)
+    live.log_params({**params.model_dump(), "RESOLVED_SEED": seed})
+    for row in past_epochs:
+        for name, value in row.items():
+            if name != "epoch":
+                live.log_metric(standardize_metric_name(name, "dvclive.keras"), float(value))
+        live.next_step()
+    return live
 
 
 def load_initial_weights(model: keras.Model, path: str | None) -> None:
@@ -122,7 +179,7 @@ def load_initial_weights(model: keras.Model, path: str | None) -> None:
     try:
         if path.endswith(".keras"):
             source = keras.saving.load_model(path, compile=False, safe_mode=True)
-            model.set_weights(source.get_weights())
+            copy_weights(source, model)
         else:
             model.load_weights(path)
     except (ValueError, OSError) as err:
@@ -132,6 +189,27 @@ def load_initial_weights(model: keras.Model, path: str | None) -> None:
         ) from None
 
 
-def write_run_info(paths: ModelPaths, seed: int) -> None:
-    info = {"seed": seed, **environment_info()}
+def copy_weights(source: keras.Model, target: keras.Model) -> None:
+    """Copy weights variable by variable; name the first one whose shape differs."""
+    if len(source.weights) != len(target.weights):
+        raise ValueError(
+            f"it holds {len(source.weights)} weight tensors, the model has {len(target.weights)}"
+        )
+    for theirs, ours in zip(source.weights, target.weights, strict=True):
+        if tuple(theirs.shape) != tuple(ours.shape):
+            raise ValueError(
+                f"weight {theirs.path} has shape {tuple(theirs.shape)}, but {ours.path} "
+                f"in the model has {tuple(ours.shape)}"
+            )
+    target.set_weights(source.get_weights())
+
+
+def write_run_info(paths: ModelPaths, seed: int, replicas: int, initial_epoch: int) -> None:
+    info = {
+        "seed": seed,
+        "replicas": replicas,
+        "resumed_after_epoch": initial_epoch,
+        "final_epochs": len(pd.read_csv(paths.training_log)),
+        **environment_info(),
+    }
     atomic.write_text(paths.run_info, json.dumps(info, indent=2) + "\n")

@@ -26,7 +26,8 @@ def held_out_accuracy(project) -> float:
 
 def test_repro_then_experiment(project):
     first = run(["dvc", "repro"], project)
-    assert stages_run(first.stdout) == {"data/dvc.yaml:digits", "inventory", "train", "predict"}
+    samples = {f"data/dvc.yaml:{name}" for name in ("digits", "shapes", "discs")}
+    assert stages_run(first.stdout) == {*samples, "inventory", "train", "predict"}
 
     for path in [
         "data/inventory/inventory.csv",

@@ -33,10 +33,16 @@ def test_training_writes_model_log_checkpoints_and_run_info(trained):
     assert result.model_path.name == "model.keras" and result.model_path.is_file()
     log = pd.read_csv(run_dir / "training_log.csv")
     assert list(log.epoch) == [0, 1] and {"loss", "val_loss", "val_accuracy"} <= set(log.columns)
-    assert (run_dir / "checkpoints" / "best.keras").is_file()
-    assert (run_dir / "checkpoints" / "last.keras").is_file()
+    state = json.loads((run_dir / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == 2 and state["last"] == "epoch_0002.keras"
+    assert (run_dir / "checkpoints" / state["last"]).is_file()
+    assert (run_dir / "checkpoints" / state["best"]).is_file()
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("*.keras")) == sorted(
+        {state["last"], state["best"]}
+    )  # older epoch files are pruned
     info = json.loads((run_dir / "run_info.json").read_text())
     assert info["seed"] == 42 and "keras" in info["packages"] and info["devices"]
+    assert info["precision_policy"] == "float32" and info["replicas"] == 1
     assert result.history["val_accuracy"][-1] > 0.5  # two epochs already learn the digits
 
 

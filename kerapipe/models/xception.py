@@ -23,9 +23,14 @@ class ApplicationParams(BaseModelParams):
 
 
 class ApplicationBuilder(ModelBuilder):
-    """A ``keras.applications`` network without its top, plus pooling, dropout and the head."""
+    """A ``keras.applications`` network without its top, plus pooling, dropout and the head.
+
+    A spatial head (segmentation) is instead a 1x1 convolution on the backbone's last feature
+    map, resized bilinearly to the input size (FCN-style; coarse, at 1/32 of the input).
+    """
 
     Params = ApplicationParams
+    spatial_output = True
     application: ClassVar[str]  # attribute of keras.applications
     imagenet_file: ClassVar[str]  # the headless weights file Keras would download
     scale: ClassVar[float] = 1.0 / 127.5  # input scaling the pretrained weights expect
@@ -60,13 +65,20 @@ class ApplicationBuilder(ModelBuilder):
             )
         return weights
 
+    def preprocess(self, inputs):
+        """Scale raw 0-255 pixels the way the pretrained weights expect, with built-in layers
+        only, so the saved model loads in safe mode without kerapipe."""
+        from keras import layers
+
+        return layers.Rescaling(self.scale, offset=self.offset, name="preprocess")(inputs)
+
     def build(self, head: Head):
         import keras
         from keras import layers
 
         weights = self.weights_path()
         inputs = keras.Input(shape=tuple(self.params.INPUT_SHAPE), name="image")
-        x = layers.Rescaling(self.scale, offset=self.offset)(inputs)
+        x = self.preprocess(inputs)
         base = getattr(keras.applications, self.application)(
             include_top=False, weights=None, input_shape=tuple(self.params.INPUT_SHAPE)
         )
@@ -80,6 +92,13 @@ class ApplicationBuilder(ModelBuilder):
                 ) from None
         base.trainable = not self.params.FREEZE_BASE
         x = base(x)
+        if head.spatial:
+            x = layers.Dropout(self.params.DROPOUT)(x)
+            x = layers.Conv2D(head.units, 1, name="pixel_logits")(x)
+            height, width = self.params.INPUT_SHAPE[:2]
+            x = layers.Resizing(height, width, interpolation="bilinear")(x)
+            outputs = layers.Activation(head.activation, dtype="float32", name="pixel_scores")(x)
+            return keras.Model(inputs, outputs, name=self.name)
         x = layers.GlobalAveragePooling2D()(x)
         x = layers.Dropout(self.params.DROPOUT)(x)
         outputs = layers.Dense(head.units, activation=head.activation, dtype="float32")(x)
@@ -91,3 +110,33 @@ class Xception(ApplicationBuilder):
     application = "Xception"
     imagenet_file = "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"
     min_input_size = 71
+
+
+@register_model("efficientnet_b0", summary="keras.applications.EfficientNetB0 backbone (>= 32x32)")
+class EfficientNetB0(ApplicationBuilder):
+    application = "EfficientNetB0"
+    imagenet_file = "efficientnetb0_notop.h5"
+    min_input_size = 32
+    scale, offset = 1.0, 0.0  # EfficientNet rescales 0-255 inputs itself
+
+
+@register_model("resnet50", summary="keras.applications.ResNet50 backbone (inputs >= 32x32)")
+class ResNet50(ApplicationBuilder):
+    application = "ResNet50"
+    imagenet_file = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    min_input_size = 32
+    imagenet_mean_bgr = (103.939, 116.779, 123.68)
+
+    def preprocess(self, inputs):
+        """Caffe-style: RGB to BGR and ImageNet mean subtraction, as a frozen 1x1 convolution."""
+        import numpy as np
+        from keras import layers
+
+        channels = self.params.INPUT_SHAPE[2]
+        if channels != 3:
+            return layers.Rescaling(1.0, offset=-float(np.mean(self.imagenet_mean_bgr)))(inputs)
+        convert = layers.Conv2D(3, 1, trainable=False, name="preprocess")
+        outputs = convert(inputs)
+        flip = np.eye(3, dtype="float32")[::-1].reshape(1, 1, 3, 3)
+        convert.set_weights([flip, -np.array(self.imagenet_mean_bgr, dtype="float32")])
+        return outputs

@@ -1,0 +1,150 @@
+"""LOAD_CHECKPOINT: a training process killed with SIGKILL mid-run resumes from its last
+complete epoch, through `kerapipe train` and through `dvc repro`, with nothing lost or doubled."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import keras
+import pandas as pd
+import pytest
+import yaml
+
+from kerapipe.config import load_params
+from kerapipe.inventory import run_inventory
+from kerapipe.train import run_training
+from tests.conftest import BIN, run, tool_env
+
+pytestmark = pytest.mark.e2e
+EPOCHS = 5
+
+
+def wait_for_epoch(state_file, epoch, process, timeout=300):
+    """Block until the checkpoint state records ``epoch`` completed epochs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "training ended before it could be killed"
+        if state_file.is_file():
+            try:
+                if json.loads(state_file.read_text())["epoch"] >= epoch:
+                    return
+            except json.JSONDecodeError:
+                pass
+        time.sleep(0.05)
+    raise AssertionError(f"no epoch {epoch} within {timeout}s")
+
+
+def start(args, cwd):
+    return subprocess.Popen(
+        args,
+        cwd=cwd,
+        env=tool_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def kill(process):
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def set_param(path, group, key, value):
+    params = yaml.safe_load(path.read_text())
+    params[group][key] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def check_continuous_run(run_dir, live_dir, steps_per_epoch):
+    log = pd.read_csv(run_dir / "training_log.csv")
+    assert list(log.epoch) == list(range(EPOCHS)), "log rows lost or duplicated"
+    for name in ("train/loss", "eval/accuracy"):
+        curve = pd.read_csv(live_dir / "plots" / "metrics" / f"{name}.tsv", sep="\t")
+        assert list(curve.step) == list(range(EPOCHS)), name
+    assert json.loads((live_dir / "metrics.json").read_text())["step"] == EPOCHS - 1
+    state = json.loads((run_dir / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == EPOCHS
+    assert state["best_value"] == pytest.approx(log.val_loss.min())  # best-so-far carried on
+    final = keras.saving.load_model(run_dir / "model.keras")  # with its optimizer
+    assert int(final.optimizer.iterations) == EPOCHS * steps_per_epoch  # state not reset
+
+
+def test_sigkill_then_resume_with_kerapipe_train(make_params, tmp_path):
+    params, path = make_params({"TRAINING.NUM_EPOCHS": EPOCHS})
+    run_inventory(load_params(path))
+    run_dir = tmp_path / "models" / "digits_cnn"
+    state_file = run_dir / "checkpoints" / "state.json"
+    command = [str(BIN / "kerapipe"), "train", "--params", str(path)]
+
+    process = start(command, tmp_path)
+    wait_for_epoch(state_file, 1, process)
+    time.sleep(0.7)  # somewhere inside the next epoch (or its checkpoint writes)
+    kill(process)
+    killed_at = json.loads(state_file.read_text())["epoch"]
+    assert not (run_dir / "model.keras").exists()
+
+    set_param(path, "TRAINING", "LOAD_CHECKPOINT", True)
+    process = start(command, tmp_path)
+    wait_for_epoch(state_file, killed_at + 1, process)
+    kill(process)  # a second kill, in the resumed run
+    second_kill = json.loads(state_file.read_text())["epoch"]
+
+    result = run(command, tmp_path)
+    assert f"resuming after epoch {second_kill}" in result.stderr
+    info = json.loads((run_dir / "run_info.json").read_text())
+    assert info["resumed_after_epoch"] == second_kill > killed_at >= 1
+    check_continuous_run(run_dir, tmp_path / "dvclive", steps_per_epoch=41)
+
+
+def test_checkpoints_from_other_params_are_not_resumed(make_params, caplog):
+    _, path = make_params({"TRAINING.NUM_EPOCHS": 1})
+    run_inventory(load_params(path))
+    run_training(load_params(path))
+    _, path = make_params(
+        {
+            "TRAINING.NUM_EPOCHS": 1,
+            "TRAINING.BATCH_SIZE": 64,
+            "TRAINING.LOAD_CHECKPOINT": True,
+            "TRAINING.FORCE": True,
+        }
+    )
+    caplog.set_level("INFO")
+    result = run_training(load_params(path))
+    assert "written under different params or data; starting fresh" in caplog.text
+    assert result.initial_epoch == 0
+
+
+def test_more_epochs_continue_a_finished_run(make_params, caplog):
+    _, path = make_params({"TRAINING.NUM_EPOCHS": 1})
+    run_inventory(load_params(path))
+    run_training(load_params(path))
+    _, path = make_params(
+        {"TRAINING.NUM_EPOCHS": 2, "TRAINING.LOAD_CHECKPOINT": True, "TRAINING.FORCE": True}
+    )
+    caplog.set_level("INFO")
+    result = run_training(load_params(path))
+    assert result.initial_epoch == 1 and list(result.history) and len(result.history["loss"]) == 1
+
+
+def test_sigkill_then_resume_with_dvc_repro(project):
+    params_file = project / "params.yaml"
+    set_param(params_file, "TRAINING", "NUM_EPOCHS", EPOCHS)
+    run(["git", "commit", "-qam", "five epochs"], project)
+    state_file = project / "models" / "digits_cnn" / "checkpoints" / "state.json"
+
+    process = start(["dvc", "repro"], project)
+    wait_for_epoch(state_file, 2, process, timeout=600)
+    time.sleep(0.5)
+    kill(process)
+    killed_at = json.loads(state_file.read_text())["epoch"]
+
+    set_param(params_file, "TRAINING", "LOAD_CHECKPOINT", True)
+    result = run(["dvc", "repro"], project)
+    assert f"resuming after epoch {killed_at}" in result.stdout + result.stderr
+    assert "Stage 'inventory' didn't change" in result.stdout
+    check_continuous_run(project / "models" / "digits_cnn", project / "dvclive", 41)
+    assert (project / "predictions" / "predictions.csv").is_file()
