@@ -95,6 +95,9 @@ class Checkpoints:
 
     def load_model(self, state: CheckpointState) -> keras.Model:
         """The model, compiled with its optimizer state, as it was after ``state.epoch``."""
+        import kerapipe.losses  # noqa: F401  (registers kerapipe's serializable losses
+        import kerapipe.metrics  # noqa: F401  and metrics, which a checkpoint may use)
+
         return keras.saving.load_model(self.directory / state.last, safe_mode=True)
 
     def trim_log(self, epochs: int) -> list[dict[str, str]]:

@@ -148,3 +148,23 @@ def test_sigkill_then_resume_with_dvc_repro(project):
     assert "Stage 'inventory' didn't change" in result.stdout
     check_continuous_run(project / "models" / "digits_cnn", project / "dvclive", 41)
     assert (project / "predictions" / "predictions.csv").is_file()
+
+
+def test_resume_with_a_custom_loss_in_a_fresh_process(make_params, tmp_path):
+    """A checkpoint compiled with kerapipe's own loss reloads in a new `kerapipe train`."""
+    updates = {"TRAINING.NUM_EPOCHS": 1, "MODEL.LOSS_NAME": "sparse_focal"}
+    _, path = make_params(updates)
+    run_inventory(load_params(path))
+    run([str(BIN / "kerapipe"), "train", "--params", str(path)], tmp_path)
+    _, path = make_params(
+        {
+            **updates,
+            "TRAINING.NUM_EPOCHS": 2,
+            "TRAINING.LOAD_CHECKPOINT": True,
+            "TRAINING.FORCE": True,
+        }
+    )
+    result = run([str(BIN / "kerapipe"), "train", "--params", str(path)], tmp_path)
+    assert "resuming after epoch 1" in result.stderr
+    log = pd.read_csv(tmp_path / "models" / "digits_cnn" / "training_log.csv")
+    assert list(log.epoch) == [0, 1]

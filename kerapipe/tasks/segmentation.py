@@ -227,12 +227,6 @@ class SegmentationTask(Task):
     def head(self) -> Head:
         return Head(units=len(self.class_names), activation="softmax", spatial=True)
 
-    def prepare(self, train_rows: pd.DataFrame) -> None:
-        """Register kerapipe's Keras-serializable losses and metrics (the defaults here), so a
-        checkpoint compiled with them loads when training resumes."""
-        import kerapipe.losses  # noqa: F401
-        import kerapipe.metrics  # noqa: F401
-
     def dataset(
         self,
         table: pd.DataFrame,

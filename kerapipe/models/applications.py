@@ -1,4 +1,5 @@
-"""Backbones from ``keras.applications`` with a pooled dense head.
+"""Backbones from ``keras.applications``: Xception, MobileNetV2, EfficientNetB0, ResNet50,
+with a pooled dense head (or a per-pixel head for segmentation).
 
 Weights are never downloaded: ``WEIGHTS`` is ``null`` (random init), a local ``.h5`` weights
 file for the headless network, or ``imagenet`` if that file is already in Keras' cache.
@@ -110,6 +111,13 @@ class Xception(ApplicationBuilder):
     application = "Xception"
     imagenet_file = "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"
     min_input_size = 71
+
+
+@register_model("mobilenet_v2", summary="keras.applications.MobileNetV2 backbone (inputs >= 32x32)")
+class MobileNetV2(ApplicationBuilder):
+    application = "MobileNetV2"
+    imagenet_file = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+    min_input_size = 32
 
 
 @register_model("efficientnet_b0", summary="keras.applications.EfficientNetB0 backbone (>= 32x32)")
