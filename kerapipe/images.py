@@ -33,7 +33,7 @@ def check_image_files(paths: list[str], read_head, key: str) -> None:
     not_images = [p for p in paths if not is_image_name(p)]
     if not_images:
         raise DataError(
-            f"{key}: {len(not_images)} file(s) are not images ({_first(not_images)}). "
+            f"{key}: {len(not_images)} file(s) are not images ({first(not_images)}). "
             f"Only {', '.join(sorted(IMAGE_EXTENSIONS))} files are read; move the others out "
             "of the data folder."
         )
@@ -42,7 +42,7 @@ def check_image_files(paths: list[str], read_head, key: str) -> None:
     if unreadable:
         raise DataError(
             f"{key}: {len(unreadable)} image(s) cannot be decoded: their contents are not a "
-            f"PNG, JPEG, GIF or BMP image ({_first(unreadable)}). Re-export or remove them."
+            f"PNG, JPEG, GIF or BMP image ({first(unreadable)}). Re-export or remove them."
         )
 
 
@@ -80,6 +80,7 @@ def undecodable_images(paths: list[str]) -> list[str]:
     return bad
 
 
-def _first(paths: list[str], count: int = 5) -> str:
+def first(paths: list[str], count: int = 5) -> str:
+    """The first ``count`` paths, comma-separated, and how many more there are (for errors)."""
     shown = ", ".join(paths[:count])
     return shown + (f", and {len(paths) - count} more" if len(paths) > count else "")

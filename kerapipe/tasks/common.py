@@ -20,11 +20,6 @@ def join(folder: str, name: str) -> str:
     return posixpath.join(folder.rstrip("/"), name) if name else folder.rstrip("/")
 
 
-def first(items: list[str], count: int = 5) -> str:
-    shown = ", ".join(items[:count])
-    return shown + (f", and {len(items) - count} more" if len(items) > count else "")
-
-
 def image_size(source: DataSource, path: str) -> tuple[int, int]:
     """``(width, height)`` of an image, read from its header (the whole file if needed)."""
     for length in (HEADER_BYTES, -1):

@@ -18,11 +18,11 @@ from pydantic import Field, field_validator
 
 from kerapipe.config import Group
 from kerapipe.errors import ConfigError, DataError
-from kerapipe.images import check_image_files
+from kerapipe.images import check_image_files, first
 from kerapipe.models.base import BaseModelParams, Head
 from kerapipe.sources import DataSource
 from kerapipe.tasks.base import Task
-from kerapipe.tasks.common import first, image_inputs, join, random_split
+from kerapipe.tasks.common import image_inputs, join, random_split
 
 if TYPE_CHECKING:
     from kerapipe.datasets import DatasetOptions
