@@ -14,11 +14,15 @@ _SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM
 _CHUNK = 2048  # files per task of the header-reading thread pool
 
 
+_ENDINGS = tuple(sorted(IMAGE_EXTENSIONS))
+_BARE = tuple("/" + ending for ending in _ENDINGS)  # ".../.png": a hidden name, no suffix
+
+
 def is_image_name(path: str) -> bool:
-    """Whether the file name ends in an image extension (string ops: 100,000 names in ms)."""
-    name = path[path.rfind("/") + 1 :]
-    dot = name.rfind(".")
-    return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
+    """Whether the file name has an image extension, as ``PurePath(path).suffix`` would say,
+    with three C-level string calls (it runs once per file of the data folder)."""
+    lower = path.lower()
+    return lower.endswith(_ENDINGS) and not lower.endswith(_BARE) and lower not in _ENDINGS
 
 
 def has_image_header(head: bytes) -> bool:

@@ -69,6 +69,8 @@ class LocalSource(DataSource):
         for root, dirs, names in os.walk(top):
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             prefix = os.path.join(root, "")  # root and one separator: no join per file
+            if top == ".":  # as Path would write them: "a/b.png", not "./a/b.png"
+                prefix = prefix[2:]
             found += [prefix + n for n in names if not n.startswith(".")]
         if os.sep != "/":  # forward slashes everywhere, as on POSIX (no Path per file: speed)
             found = [p.replace(os.sep, "/") for p in found]

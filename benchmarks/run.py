@@ -1,0 +1,602 @@
+"""kerapipe benchmarks: one command, its own data, every comparison side by side.
+
+    python benchmarks/run.py            # the sizes of issue 5 (10,000 / 40,000 / 100,000)
+    python benchmarks/run.py --quick    # tiny sizes: a smoke test of the whole harness
+
+Builds deterministic synthetic data under benchmarks/_data/ (git- and DVC-ignored), runs each
+comparison several times with kerapipe and its baseline alternating, and prints a table of the
+median ratios against the targets of issue 5. Every kerapipe number comes from the real library
+(kerapipe.datasets via Task.dataset, kerapipe.inventory.run_inventory,
+kerapipe.predict.run_prediction, the `kerapipe` CLI and the train stage). TensorFlow runs only in
+worker subprocesses (``--worker``), one per measurement, so runs do not share state and peak
+memory is measured per process. See benchmarks/README.md for what each number means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import synthetic  # noqa: E402
+
+BIN = Path(sys.executable).parent
+SEED = 42
+BATCH_SIZE = 32
+INPUT_SHAPE = [64, 64, 3]
+# The train stage's model in the memory and dvc rows: a small simple_cnn.
+MODEL_PARAMS = {"FILTERS": [4], "DENSE_UNITS": 8, "DROPOUT": 0.0}
+
+SIZES = {
+    "full": {"train": 10_000, "inventory": 100_000, "memory_copies": 4, "repeats": 5},
+    "quick": {"train": 96, "inventory": 1_000, "memory_copies": 2, "repeats": 2},
+}
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def env() -> dict[str, str]:
+    out = dict(os.environ)
+    out["PATH"] = f"{BIN}{os.pathsep}{out.get('PATH', '')}"
+    out.update(TF_CPP_MIN_LOG_LEVEL="3", DVC_NO_ANALYTICS="1", PYTHONUNBUFFERED="1")
+    out.setdefault("GIT_AUTHOR_NAME", "kerapipe benchmarks")
+    out.setdefault("GIT_AUTHOR_EMAIL", "benchmarks@kerapipe.invalid")
+    out.setdefault("GIT_COMMITTER_NAME", "kerapipe benchmarks")
+    out.setdefault("GIT_COMMITTER_EMAIL", "benchmarks@kerapipe.invalid")
+    return out
+
+
+def run(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=cwd, env=env(), capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(map(str, args))} failed ({result.returncode}):\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+    return result
+
+
+def worker(kind: str, spec: dict, cwd: Path | None = None) -> dict:
+    """Run ``--worker kind`` in a fresh Python and return the JSON it reports."""
+    out = run([sys.executable, str(HERE / "run.py"), "--worker", kind, json.dumps(spec)], cwd)
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT ") :])
+
+
+def timed_child(args: list[str], cwd: Path | None = None) -> tuple[float, int]:
+    """Wall time (s) and peak RSS (bytes) of one child process, measured on that child alone."""
+    start = time.perf_counter()
+    child = subprocess.Popen(
+        args, cwd=cwd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    _, status, usage = os.wait4(child.pid, 0)
+    elapsed = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed: {child.stderr.read().decode()[-3000:]}")
+    child.stderr.close()
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is KiB on Linux
+    return elapsed, usage.ru_maxrss * scale
+
+
+def params_for(data_dir: Path, work: Path, **training) -> dict:
+    """A classification params dict for one synthetic tree, with outputs under ``work``."""
+    return {
+        "DATA": {
+            "INVENTORY_DATA_DIR": str(data_dir),
+            "INVENTORY_CSV_DIR": str(work / "inventory"),
+            "TRAINING_MODEL_DIR": str(work / "models"),
+            "TRAINING_MODEL_NAME": "bench",
+            "PREDICTION_DATA_DIR": str(data_dir),
+            "PREDICTION_OUTPUT_DIR": str(work / "predictions"),
+        },
+        "PIPELINE": {
+            "TASK_NAME": "classification",
+            "TASK_PARAMS": {
+                "CLASS_NAMES": synthetic.CLASS_NAMES,
+                "CLASS_LABELS": list(range(len(synthetic.CLASS_NAMES))),
+            },
+        },
+        "INVENTORY": {"VALIDATION_SPLIT": 0.2, "SEED": SEED, "FORCE": True},
+        "MODEL": {
+            "MODEL_NAME": "simple_cnn",
+            "MODEL_PARAMS": {"INPUT_SHAPE": INPUT_SHAPE, "NUM_CLASSES": 10, **MODEL_PARAMS},
+        },
+        "TRAINING": {"BATCH_SIZE": BATCH_SIZE, "SEED": SEED, "FORCE": True, **training},
+    }
+
+
+def write_params(path: Path, params: dict) -> Path:
+    import yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+# --- workers (run in their own process; they may import TensorFlow) -------------------------
+
+
+def worker_fit(spec: dict) -> dict:
+    """Images/s through ``fit`` for every contender, in one process, epoch by epoch in
+    turn (so they share the machine's load), after one untimed warm-up epoch each."""
+    from dataclasses import replace
+
+    import keras
+
+    from kerapipe.config import validate_params
+    from kerapipe.datasets import DatasetOptions
+    from kerapipe.inventory import scan_data
+    from kerapipe.reproducibility import seed_everything
+    from kerapipe.tasks.base import get_task
+
+    params = validate_params(spec["params"])
+    root = spec["params"]["DATA"]["INVENTORY_DATA_DIR"]
+    seed_everything(SEED)  # as the train stage does (op determinism is process-wide: all get it)
+    table = scan_data(params)
+    options = DatasetOptions.from_params(params.TRAINING)
+    by_hand = keras.utils.image_dataset_from_directory(
+        root,
+        class_names=synthetic.CLASS_NAMES,
+        batch_size=BATCH_SIZE,
+        image_size=tuple(INPUT_SHAPE[:2]),
+        shuffle=True,
+        seed=SEED,
+        verbose=False,
+    )
+    contenders = {
+        "kerapipe": get_task(params).dataset(table, BATCH_SIZE, shuffle_seed=SEED, options=options),
+        "image_dataset_from_directory": by_hand,
+        "pydataset_pil": pil_dataset(root),
+        # Informational: TRAINING.CACHE: memory (decoded once, in the warm-up epoch).
+        "kerapipe_cache_memory": get_task(params).dataset(
+            table, BATCH_SIZE, shuffle_seed=SEED, options=replace(options, cache="memory")
+        ),
+    }
+    count = len(table)
+    models = {}
+    for name, data in contenders.items():  # build, trace and warm up
+        models[name] = tiny_model()
+        models[name].compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        models[name].fit(data, epochs=1, verbose=0)
+    rates: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(spec["rounds"]):
+        for name, data in contenders.items():
+            start = time.perf_counter()
+            models[name].fit(data, epochs=1, verbose=0)
+            rates[name].append(count / (time.perf_counter() - start))
+    return {"rates": rates, "images": count}
+
+
+def tiny_model():
+    """The model of the throughput rows, the same for every contender: cheap enough (about
+    3,000 images/s on 2 cores) that the input pipeline, not the network, sets the pace."""
+    import keras
+    from keras import layers
+
+    return keras.Sequential(
+        [
+            keras.Input(tuple(INPUT_SHAPE)),
+            layers.Rescaling(1 / 255),
+            layers.AveragePooling2D(4),
+            layers.Conv2D(8, 3, activation="relu"),
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(10, activation="softmax"),
+        ],
+        name="tiny",
+    )
+
+
+def pil_dataset(root: str):
+    """The old generator design: a keras.utils.PyDataset that decodes and resizes with PIL
+    in Python (Keras' defaults: one worker thread, no multiprocessing)."""
+    import keras
+    import numpy as np
+    from PIL import Image
+
+    class PILDataset(keras.utils.PyDataset):
+        def __init__(self, paths, labels, batch_size):
+            super().__init__()
+            self.paths, self.labels, self.batch_size = paths, np.asarray(labels), batch_size
+            self.order = np.arange(len(paths))
+            self.rng = np.random.default_rng(SEED)
+            self.rng.shuffle(self.order)
+
+        def __len__(self):
+            return -(-len(self.paths) // self.batch_size)
+
+        def __getitem__(self, index):
+            rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+            images = np.stack([self.load(self.paths[i]) for i in rows])
+            return images, self.labels[rows]
+
+        def load(self, path):
+            with Image.open(path) as image:
+                image = image.convert("RGB").resize(tuple(INPUT_SHAPE[1::-1]), Image.BILINEAR)
+                return np.asarray(image, dtype=np.float32)
+
+        def on_epoch_end(self):
+            self.rng.shuffle(self.order)
+
+    paths, labels = [], []
+    for label, name in enumerate(synthetic.CLASS_NAMES):
+        folder = Path(root) / name
+        names = sorted(n for n in os.listdir(folder) if not n.startswith("."))
+        paths += [str(folder / n) for n in names]
+        labels += [label] * len(names)
+    return PILDataset(paths, labels, BATCH_SIZE)
+
+
+def worker_predict(spec: dict) -> dict:
+    """Images/s of the predict stage and of model.predict on a hand-written tf.data pipeline,
+    each writing a predictions CSV; alternating, after one warm-up run of each."""
+    import keras
+    import pandas as pd
+    import tensorflow as tf
+
+    from kerapipe.artifacts import ModelPaths, save_model
+    from kerapipe.config import validate_params
+    from kerapipe.predict import run_prediction
+
+    params = validate_params(spec["params"])
+    keras.utils.set_random_seed(SEED)
+    paths = ModelPaths.from_params(params)
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    save_model(tiny_model(), paths.model, "keras")
+    root = params.DATA.PREDICTION_DATA_DIR
+    out_dir = Path(params.DATA.PREDICTION_OUTPUT_DIR)
+
+    def kerapipe_predict() -> int:
+        return run_prediction(params).rows
+
+    def by_hand() -> int:
+        files = sorted(
+            os.path.join(r, n) for r, _, names in os.walk(root) for n in names if n[0] != "."
+        )
+        model = keras.saving.load_model(str(paths.model), compile=False)
+
+        def load(path):
+            image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+            return tf.image.resize(image, INPUT_SHAPE[:2])
+
+        data = tf.data.Dataset.from_tensor_slices(files)
+        data = data.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        data = data.batch(BATCH_SIZE).prefetch(tf.data.AUTOTUNE)
+        probs = model.predict(data, verbose=0)
+        table = pd.DataFrame({"filepath": files, "label": probs.argmax(axis=1)})
+        for i, name in enumerate(synthetic.CLASS_NAMES):
+            table[f"prob_{name}"] = probs[:, i].round(6)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out_dir / "by_hand.csv", index=False)
+        return len(files)
+
+    rates: dict[str, list[float]] = {"kerapipe": [], "baseline": []}
+    for repeat in range(spec["repeats"] + 1):
+        for name, fn in (("kerapipe", kerapipe_predict), ("baseline", by_hand)):
+            start = time.perf_counter()
+            rows = fn()
+            if repeat:  # the first round warms up (tracing, file cache)
+                rates[name].append(rows / (time.perf_counter() - start))
+    return rates
+
+
+def worker_modules(spec: dict) -> dict:
+    """Run the CLI in-process and report which heavy modules it imported."""
+    import contextlib
+    import io
+
+    from kerapipe.cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+        main(spec["argv"])
+    return {m: m in sys.modules for m in ("tensorflow", "keras", "pandas")}
+
+
+WORKERS = {"fit": worker_fit, "predict": worker_predict, "modules": worker_modules}
+
+
+# --- the comparisons -------------------------------------------------------------------------
+
+
+class Row:
+    def __init__(self, what, kerapipe, baseline, ratio, target, met, note=""):
+        status = "-" if met is None else "yes" if met else "NO"
+        self.values = (what, kerapipe, baseline, ratio, target, status, note)
+
+
+def bench_training(sizes: dict, data: Path, work: Path) -> list[Row]:
+    params = params_for(data, work / "fit")
+    result = worker("fit", {"params": params, "rounds": sizes["repeats"]})
+    rates = result["rates"]
+    for name, values in rates.items():
+        log(f"fit {name}: " + ", ".join(f"{v:.0f}" for v in values) + " images/s")
+    med = {c: statistics.median(v) for c, v in rates.items()}
+    rows = []
+    for baseline, target in (("image_dataset_from_directory", 1.0), ("pydataset_pil", 2.5)):
+        # the median of the per-round ratios: each pair of epochs ran back to back
+        pairs = zip(rates["kerapipe"], rates[baseline], strict=True)
+        ratio = statistics.median(k / b for k, b in pairs)
+        rows.append(
+            Row(
+                f"fit throughput vs {baseline} (images/s)",
+                f"{med['kerapipe']:.0f}",
+                f"{med[baseline]:.0f}",
+                f"{ratio:.2f}x",
+                f">= {target}x",
+                ratio >= target,
+            )
+        )
+    pairs = zip(rates["kerapipe_cache_memory"], rates["image_dataset_from_directory"], strict=True)
+    rows.append(
+        Row(
+            "fit throughput, TRAINING.CACHE: memory, vs image_dataset_from_directory",
+            f"{statistics.median(rates['kerapipe_cache_memory']):.0f}",
+            f"{med['image_dataset_from_directory']:.0f}",
+            f"{statistics.median(k / b for k, b in pairs):.2f}x",
+            "-",
+            None,
+            "informational: epochs after the first",
+        )
+    )
+    return rows
+
+
+def bench_predict(sizes: dict, data: Path, work: Path) -> list[Row]:
+    params = params_for(data, work / "predict")
+    rates = worker("predict", {"params": params, "repeats": sizes["repeats"]})
+    for name, values in rates.items():
+        log(f"predict {name}: " + ", ".join(f"{v:.0f}" for v in values) + " images/s")
+    pairs = zip(rates["kerapipe"], rates["baseline"], strict=True)
+    ratio = statistics.median(k / b for k, b in pairs)  # each pair ran back to back
+    return [
+        Row(
+            "predict throughput vs model.predict on tf.data (images/s)",
+            f"{statistics.median(rates['kerapipe']):.0f}",
+            f"{statistics.median(rates['baseline']):.0f}",
+            f"{ratio:.2f}x",
+            ">= 0.95x",
+            ratio >= 0.95,
+        )
+    ]
+
+
+def bench_inventory(sizes: dict, data: Path, work: Path) -> list[Row]:
+    from kerapipe.config import validate_params
+    from kerapipe.inventory import run_inventory
+
+    params = validate_params(params_for(data, work / "inventory"))
+
+    def bare_walk() -> int:
+        return len([os.path.join(r, n) for r, _, names in os.walk(data) for n in names])
+
+    times: dict[str, list[float]] = {"kerapipe": [], "walk": []}
+    for repeat in range(sizes["repeats"] + 2):
+        for name, fn in (("walk", bare_walk), ("kerapipe", lambda: run_inventory(params))):
+            start = time.perf_counter()
+            fn()
+            if repeat:  # the first round warms the file system cache and the imports
+                times[name].append(time.perf_counter() - start)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    ratio = med["kerapipe"] / med["walk"]
+    log(f"inventory: {med}")
+    return [
+        Row(
+            f"inventory of {sizes['inventory']:,} files vs bare os.walk (s)",
+            f"{med['kerapipe']:.2f}",
+            f"{med['walk']:.2f}",
+            f"{ratio:.2f}x",
+            "<= 3x",
+            ratio <= 3.0,
+        )
+    ]
+
+
+def bench_startup(sizes: dict, sample_params: Path) -> list[Row]:
+    kerapipe = str(BIN / "kerapipe")
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "kerapipe --help": [kerapipe, "--help"],
+        "kerapipe validate": [kerapipe, "validate", "--params", str(sample_params)],
+    }
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for repeat in range(2 * sizes["repeats"] + 2):
+        for name, args in commands.items():
+            elapsed, _ = timed_child(args, cwd=sample_params.parent)
+            if repeat:
+                times[name].append(elapsed)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    rows = []
+    for name, argv in (
+        ("kerapipe --help", ["--help"]),
+        ("kerapipe validate", ["validate", "--params", str(sample_params)]),
+    ):
+        loaded = worker("modules", {"argv": argv}, cwd=sample_params.parent)
+        extra = med[name] - med["python -c pass"]
+        rows.append(
+            Row(
+                f"start-up: {name} (s)",
+                f"{med[name]:.2f}",
+                f"{med['python -c pass']:.2f}",
+                f"+{extra:.2f} s",
+                "< +0.5 s, no TF",
+                extra < 0.5 and not loaded["tensorflow"],
+                "TensorFlow imported" if loaded["tensorflow"] else "TensorFlow not imported",
+            )
+        )
+    log(f"start-up: {med}")
+    return rows
+
+
+def bench_memory(sizes: dict, small: Path, large: Path, work: Path) -> list[Row]:
+    from kerapipe.config import validate_params
+    from kerapipe.inventory import run_inventory
+
+    peaks = {}
+    for name, data in (("small", small), ("large", large)):
+        params = params_for(data, work / f"memory_{name}", NUM_EPOCHS=1)
+        run_inventory(validate_params(params))
+        path = write_params(work / f"memory_{name}" / "params.yaml", params)
+        args = [sys.executable, "-m", "kerapipe.cli", "train", "--params", str(path)]
+        _, peaks[name] = timed_child(args, cwd=path.parent)
+        log(f"train peak RSS on {data.name}: {peaks[name] / 2**20:.0f} MiB")
+    growth = peaks["large"] / peaks["small"] - 1
+    counts = (count_images(small), count_images(large))
+    return [
+        Row(
+            f"train peak memory, {counts[0]:,} vs {counts[1]:,} images (MiB)",
+            f"{peaks['large'] / 2**20:.0f}",
+            f"{peaks['small'] / 2**20:.0f}",
+            f"{growth:+.1%}",
+            "within 10%",
+            abs(growth) <= 0.10,
+        )
+    ]
+
+
+def bench_dvc(sizes: dict, work: Path, quick: bool) -> list[Row]:
+    """A copy of the sample project in its own git repo: one full `dvc repro`, then no-ops."""
+    project = work / "dvc_sample"
+    if project.exists():
+        shutil.rmtree(project)
+    project.mkdir(parents=True)
+    for name in ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(REPO / name, project / name)
+    for name in ("stages", "kerapipe"):
+        shutil.copytree(REPO / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (project / "data").mkdir()
+    shutil.copy(REPO / "data" / "dvc.yaml", project / "data" / "dvc.yaml")
+    if quick:  # a no-op repro does not depend on how long training took
+        import yaml
+
+        params = yaml.safe_load((project / "params.yaml").read_text())
+        params["TRAINING"]["NUM_EPOCHS"] = 1
+        (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dvc = str(BIN / "dvc")
+    run(["git", "init", "-q"], project)
+    run([dvc, "init", "-q"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-q", "-m", "sample"], project)
+    run([dvc, "repro", "-q"], project)  # the sample data, inventory, train, predict
+    times = [timed_child([dvc, "repro"], project)[0] for _ in range(2 * sizes["repeats"] + 1)]
+    med = statistics.median(times)
+    log(f"dvc repro (no-op): {times}")
+    what = "no-op `dvc repro` on the sample pipeline (s)"
+    return [Row(what, f"{med:.2f}", "-", "-", "< 2 s", med < 2)]
+
+
+def count_images(root: Path) -> int:
+    return sum(len(os.listdir(root / name)) for name in synthetic.CLASS_NAMES)
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in run(["lscpu"]).stdout.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except (RuntimeError, FileNotFoundError):
+        pass
+    return f"{os.cpu_count()} CPUs ({model}), no GPU used, Python {platform.python_version()}"
+
+
+def table(rows: list[Row]) -> str:
+    header = ("comparison", "kerapipe", "baseline", "ratio", "target", "met", "note")
+    lines = [header, *[r.values for r in rows]]
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    fmt = " | ".join(f"{{:<{w}}}" for w in widths)
+    out = [fmt.format(*header), "-+-".join("-" * w for w in widths)]
+    out += [fmt.format(*map(str, r.values)) for r in rows]
+    return "\n".join(out)
+
+
+BENCHES = ("training", "predict", "inventory", "startup", "memory", "dvc")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+    parser.add_argument("--only", nargs="+", choices=BENCHES, help="run only these")
+    parser.add_argument("--repeats", type=int, help="runs per measurement (median taken)")
+    parser.add_argument("--train-images", type=int, help="images for training/predict/memory")
+    parser.add_argument("--data-dir", type=Path, default=HERE / "_data", help="generated data")
+    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print("RESULT " + json.dumps(WORKERS[args.worker[0]](json.loads(args.worker[1]))))
+        return 0
+
+    mode = "quick" if args.quick else "full"
+    sizes = dict(SIZES[mode])
+    if args.repeats:
+        sizes["repeats"] = args.repeats
+    if args.train_images:
+        sizes["train"] = args.train_images
+    chosen = args.only or BENCHES
+    root = args.data_dir / mode
+    work = root / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    log(f"{mode} run on {machine()}; data under {root}")
+
+    train = None
+    if {"training", "predict", "memory"} & set(chosen):
+        train = synthetic.make_images(root / f"images_{sizes['train']}", sizes["train"])
+    rows: list[Row] = []
+    if "training" in chosen:
+        rows += bench_training(sizes, train, work)
+    if "predict" in chosen:
+        rows += bench_predict(sizes, train, work)
+    if "inventory" in chosen:
+        many = synthetic.make_small_files(root / f"small_{sizes['inventory']}", sizes["inventory"])
+        rows += bench_inventory(sizes, many, work)
+    if "startup" in chosen:
+        from kerapipe.sample_data import write_digits
+
+        sample = root / "sample"
+        if not (sample / "digits" / "train").is_dir():
+            write_digits(sample / "digits")
+        params = json.loads(json.dumps(params_for(sample / "digits" / "train", sample)))
+        params["DATA"]["PREDICTION_DATA_DIR"] = str(sample / "digits" / "unlabelled")
+        names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+        params["PIPELINE"]["TASK_PARAMS"]["CLASS_NAMES"] = names
+        rows += bench_startup(sizes, write_params(sample / "params.yaml", params))
+    if "memory" in chosen:
+        copies = sizes["memory_copies"]
+        large = synthetic.make_linked_copies(train, root / f"linked_{copies}x", copies)
+        rows += bench_memory(sizes, train, large, work)
+    if "dvc" in chosen:
+        rows += bench_dvc(sizes, work, args.quick)
+
+    minutes = (time.perf_counter() - started) / 60
+    print(f"\nkerapipe benchmarks ({mode}; medians of {sizes['repeats']} runs unless noted)")
+    print(f"machine: {machine()}; took {minutes:.1f} min\n")
+    print(table(rows))
+    results = HERE / "results"
+    results.mkdir(exist_ok=True)
+    (results / f"{mode}.json").write_text(
+        json.dumps({"machine": machine(), "rows": [r.values for r in rows]}, indent=2) + "\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

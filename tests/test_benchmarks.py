@@ -1,0 +1,56 @@
+"""Smoke tests of the benchmark command (benchmarks/run.py) in its quick mode: it builds its
+data, runs every comparison and prints the table. No speed is asserted here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ROWS = {
+    "training": [
+        "fit throughput vs image_dataset_from_directory",
+        "fit throughput vs pydataset",
+        "TRAINING.CACHE: memory",
+    ],
+    "predict": ["predict throughput vs model.predict"],
+    "inventory": ["inventory of 1,000 files vs bare os.walk"],
+    "startup": ["start-up: kerapipe --help", "start-up: kerapipe validate"],
+    "memory": ["train peak memory"],
+    "dvc": ["no-op `dvc repro` on the sample pipeline"],
+}
+
+
+def run_quick(tmp_path: Path, *only: str) -> str:
+    args = [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--repeats", "1"]
+    args += ["--data-dir", str(tmp_path / "bench")]
+    if only:
+        args += ["--only", *only]
+    result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout
+
+
+def check_table(out: str, benches) -> None:
+    assert "kerapipe benchmarks (quick" in out
+    assert "comparison" in out and "ratio" in out and "target" in out
+    for bench in benches:
+        for row in ROWS[bench]:
+            assert row in out, f"missing row {row!r} in:\n{out}"
+    saved = json.loads((REPO / "benchmarks" / "results" / "quick.json").read_text())
+    assert saved["rows"] and "machine" in saved
+
+
+def test_quick_inventory_and_startup_print_the_table(tmp_path):
+    out = run_quick(tmp_path, "inventory", "startup")
+    check_table(out, ["inventory", "startup"])
+    assert "TensorFlow not imported" in out
+
+
+@pytest.mark.e2e
+def test_quick_run_of_every_benchmark_prints_the_table(tmp_path):
+    check_table(run_quick(tmp_path), ROWS)

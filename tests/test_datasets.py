@@ -1,0 +1,284 @@
+"""The training input pipeline (kerapipe.datasets) and augmentation, on real files with real
+TensorFlow: caching changes nothing, augmentation is seeded, masks keep their labels, bad
+params fail clearly. No timing here: speed lives in benchmarks/."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kerapipe.config import validate_params
+from kerapipe.errors import ConfigError
+
+tf = pytest.importorskip("tensorflow")
+
+from kerapipe.augmentations import augment, build_augmentations  # noqa: E402
+from kerapipe.config import AugmentationSpec  # noqa: E402
+from kerapipe.datasets import DatasetOptions, cache_prefix, image_dataset  # noqa: E402
+
+SHAPE = (24, 24, 3)
+ALL = [
+    ("flip", {"MODE": "horizontal_and_vertical"}),
+    ("rotation", {"FACTOR": 0.1}),
+    ("zoom", {"FACTOR": 0.2, "FILL_MODE": "constant"}),
+    ("contrast", {"FACTOR": 0.3}),
+]
+
+
+def specs(items=ALL):
+    return [AugmentationSpec(AUGMENTATION_NAME=n, AUGMENTATION_PARAMS=p) for n, p in items]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> tuple[list[str], np.ndarray]:
+    """20 real files: PNG and JPEG, RGB and grayscale, of mixed sizes."""
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(20):
+        height, width = (int(v) for v in rng.integers(20, 60, size=2))
+        pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+        image = Image.fromarray(pixels)
+        if i % 3 == 0:
+            image = image.convert("L")
+        path = folder / f"img_{i:02d}.{'png' if i % 2 else 'jpg'}"
+        image.save(path)
+        paths.append(str(path))
+    return paths, np.arange(20, dtype=np.int32)
+
+
+def epochs(dataset, count=2):
+    """Every batch of ``count`` passes, as numpy."""
+    return [[(x.numpy(), y.numpy()) for x, y in dataset] for _ in range(count)]
+
+
+def assert_same(a, b):
+    assert len(a) == len(b)
+    for epoch_a, epoch_b in zip(a, b, strict=True):
+        assert len(epoch_a) == len(epoch_b)
+        for (xa, ya), (xb, yb) in zip(epoch_a, epoch_b, strict=True):
+            np.testing.assert_array_equal(ya, yb)
+            np.testing.assert_array_equal(xa, xb)
+
+
+def differ(a, b) -> bool:
+    return any(
+        not np.array_equal(xa, xb)
+        for epoch_a, epoch_b in zip(a, b, strict=True)
+        for (xa, _), (xb, _) in zip(epoch_a, epoch_b, strict=True)
+    )
+
+
+def build(images, seed=7, **options):
+    paths, labels = images
+    return image_dataset(paths, labels, SHAPE, 8, seed, DatasetOptions(**options))
+
+
+def test_batches_are_float_images_of_the_input_shape(images):
+    x, y = next(iter(build(images)))
+    assert x.dtype == tf.float32 and x.shape == (8, *SHAPE) and y.dtype == tf.int32
+    assert float(tf.reduce_min(x)) >= 0.0 and float(tf.reduce_max(x)) <= 255.0
+
+
+@pytest.mark.parametrize("augmented", [False, True], ids=["plain", "augmented"])
+def test_cache_gives_the_same_batches_as_no_cache(images, tmp_path, augmented):
+    augmentations = tuple(build_augmentations(specs())) if augmented else ()
+    plain = epochs(build(images, augmentations=augmentations))
+    assert_same(plain, epochs(build(images, cache="memory", augmentations=augmentations)))
+    folder = str(tmp_path / "cache")
+    assert_same(plain, epochs(build(images, cache=folder, augmentations=augmentations)))
+    # The second build reads the finished cache files instead of decoding.
+    assert any(name.endswith(".index") for name in os.listdir(folder))
+    assert_same(plain, epochs(build(images, cache=folder, augmentations=augmentations)))
+
+
+def test_unshuffled_dataset_keeps_file_order(images):
+    paths, labels = images
+    data = image_dataset(paths, labels, SHAPE, 8, None, DatasetOptions(cache="memory"))
+    assert np.concatenate([y.numpy() for _, y in data]).tolist() == labels.tolist()
+
+
+def test_file_cache_name_follows_data_and_input_shape(images, tmp_path):
+    paths, labels = images
+    folder = str(tmp_path)
+    first = cache_prefix(folder, paths, labels, SHAPE)
+    assert first == cache_prefix(folder, paths, labels, SHAPE)
+    assert first != cache_prefix(folder, paths, labels, (32, 32, 3))
+    assert first != cache_prefix(folder, paths[:-1], labels[:-1], SHAPE)
+    assert first != cache_prefix(folder, paths, labels[::-1].copy(), SHAPE)
+
+
+def test_a_crashed_runs_partial_cache_is_removed(images, tmp_path):
+    paths, labels = images
+    prefix = cache_prefix(str(tmp_path), paths, labels, SHAPE)
+    stale = tmp_path / (prefix.rsplit("/", 1)[1] + "_0.lockfile")
+    stale.write_text("left by a killed run")
+    cache_prefix(str(tmp_path), paths, labels, SHAPE)
+    assert not stale.exists()
+
+
+def test_augmentation_is_deterministic_for_a_seed_and_differs_across_seeds(images):
+    augmentations = tuple(build_augmentations(specs()))
+    first = epochs(build(images, seed=3, augmentations=augmentations))
+    assert_same(first, epochs(build(images, seed=3, augmentations=augmentations)))
+    assert differ(first, epochs(build(images, seed=4, augmentations=augmentations)))
+    assert differ([first[0]], [first[1]])  # each epoch gets new transforms
+    assert differ(first, epochs(build(images, seed=3)))  # and it does change the images
+
+
+def test_augmentation_runs_in_parallel_without_losing_determinism(images):
+    augmentations = tuple(build_augmentations(specs()))
+    serial = epochs(build(images, augmentations=augmentations, num_parallel_calls=1))
+    assert_same(serial, epochs(build(images, augmentations=augmentations)))
+
+
+@pytest.mark.parametrize("dtype", [tf.int32, tf.uint8])
+@pytest.mark.parametrize("rank", [2, 3])
+def test_masks_stay_integer_labels_after_geometric_augmentation(dtype, rank):
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 4, size=(32, 32) if rank == 2 else (32, 32, 1))
+    mask = tf.constant(labels, dtype=dtype)
+    image = tf.constant(rng.uniform(0, 255, size=(32, 32, 3)), dtype=tf.float32)
+    augmentations = build_augmentations(specs())
+    moved = 0
+    for seed in range(6):
+        out_image, out_mask = augment(image, tf.constant([seed, 9]), augmentations, mask=mask)
+        assert out_mask.dtype == dtype and out_mask.shape == mask.shape
+        assert set(np.unique(out_mask.numpy())) <= {0, 1, 2, 3}
+        assert out_image.dtype == tf.float32 and out_image.shape == image.shape
+        moved += not np.array_equal(out_mask.numpy(), labels)
+    assert moved  # the geometric transforms did move the mask
+
+
+def test_mask_moves_with_the_image_and_contrast_leaves_it_alone():
+    labels = np.arange(16 * 16).reshape(16, 16) % 5
+    image = tf.constant(np.repeat(labels[..., None], 3, axis=2) * 40.0, dtype=tf.float32)
+    mask = tf.constant(labels, dtype=tf.int32)
+    flips = build_augmentations(specs([("flip", {"MODE": "horizontal_and_vertical"})]))
+    for seed in range(8):
+        out_image, out_mask = augment(image, tf.constant([seed, 0]), flips, mask=mask)
+        np.testing.assert_array_equal(out_image.numpy()[..., 0] / 40.0, out_mask.numpy())
+    contrast = build_augmentations(specs([("contrast", {"FACTOR": 0.5})]))
+    out_image, out_mask = augment(image, tf.constant([1, 2]), contrast, mask=mask)
+    np.testing.assert_array_equal(out_mask.numpy(), labels)
+    assert not np.array_equal(out_image.numpy(), image.numpy())
+
+
+def test_dataset_options_from_params_and_through_the_task(default_params, images):
+    from kerapipe.tasks.base import get_task
+
+    data = copy.deepcopy(default_params)
+    data["TRAINING"].update(
+        CACHE="memory",
+        SHUFFLE_BUFFER=64,
+        AUGMENTATIONS=[{"AUGMENTATION_NAME": "flip", "AUGMENTATION_PARAMS": {}}],
+    )
+    data["MODEL"]["MODEL_PARAMS"]["INPUT_SHAPE"] = list(SHAPE)
+    params = validate_params(data)
+    options = DatasetOptions.from_params(params.TRAINING)
+    assert options.cache == "memory" and options.shuffle_buffer == 64
+    assert [type(a).__name__ for a in options.augmentations] == ["Flip"]
+    assert options.for_evaluation().augmentations == ()
+    import pandas as pd
+
+    paths, labels = images
+    table = pd.DataFrame({"filepath": paths, "label": labels % 10})
+    x, y = next(iter(get_task(params).dataset(table, 4, shuffle_seed=1, options=options)))
+    assert x.shape == (4, *SHAPE)
+
+
+@pytest.mark.parametrize(
+    ("training", "expected"),
+    [
+        ({"CACHE": ""}, "TRAINING.CACHE"),
+        ({"SHUFFLE_BUFFER": 0}, "TRAINING.SHUFFLE_BUFFER"),
+        ({"NUM_PARALLEL_CALLS": 0}, "TRAINING.NUM_PARALLEL_CALLS"),
+        (
+            {"AUGMENTATIONS": [{"AUGMENTATION_NAME": "flipp"}]},
+            "TRAINING.AUGMENTATIONS.0.AUGMENTATION_NAME: unknown augmentation 'flipp'. "
+            "Did you mean 'flip'?",
+        ),
+        (
+            {
+                "AUGMENTATIONS": [
+                    {"AUGMENTATION_NAME": "flip"},
+                    {"AUGMENTATION_NAME": "rotation", "AUGMENTATION_PARAMS": {"FACTOR": 2}},
+                ]
+            },
+            "TRAINING.AUGMENTATIONS.1.AUGMENTATION_PARAMS.FACTOR",
+        ),
+        (
+            {"AUGMENTATIONS": [{"AUGMENTATION_NAME": "rotation"}]},
+            "TRAINING.AUGMENTATIONS.0.AUGMENTATION_PARAMS.FACTOR: required key is missing",
+        ),
+        (
+            {
+                "AUGMENTATIONS": [
+                    {"AUGMENTATION_NAME": "flip", "AUGMENTATION_PARAMS": {"MODE": "sideways"}}
+                ]
+            },
+            "'horizontal', 'vertical' or 'horizontal_and_vertical'",
+        ),
+        (
+            {
+                "AUGMENTATIONS": [
+                    {"AUGMENTATION_NAME": "zoom", "AUGMENTATION_PARAMS": {"FACTR": 0.1}}
+                ]
+            },
+            "FACTR: unknown key. Did you mean 'FACTOR'?",
+        ),
+        ({"AUGMENTATIONS": [{"NAME": "flip"}]}, "TRAINING.AUGMENTATIONS.0.NAME: unknown key"),
+    ],
+)
+def test_bad_input_params_give_clear_config_errors(default_params, training, expected):
+    data = copy.deepcopy(default_params)
+    data["TRAINING"].update(training)
+    with pytest.raises(ConfigError) as err:
+        validate_params(data)
+    assert expected in str(err.value)
+
+
+def test_cache_none_and_null_mean_no_cache(default_params):
+    for value in ("none", "None", None):
+        data = copy.deepcopy(default_params)
+        data["TRAINING"]["CACHE"] = value
+        assert validate_params(data).TRAINING.CACHE == "none"
+
+
+class _Terminal:
+    """A stand-in for stderr on a terminal: collects what tqdm writes."""
+
+    def __init__(self):
+        self.text = ""
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+
+def test_checking_many_files_shows_progress_only_on_a_terminal(monkeypatch, capsys):
+    import time
+
+    from kerapipe.images import read_heads
+
+    paths = [f"f{i}.png" for i in range(3000)]
+
+    def slow_head(path):
+        time.sleep(0.0005)  # long enough for the bar's one-second delay
+        return b"\x89PNG\r\n\x1a\n"
+
+    assert read_heads(paths, slow_head) == [slow_head(p) for p in paths[:1]] * len(paths)
+    assert capsys.readouterr().err == ""  # not a TTY (as in CI): quiet
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    read_heads(paths, slow_head)
+    assert "checking images" in terminal.text and "3000/3000" in terminal.text
