@@ -29,8 +29,9 @@ def has_image_header(head: bytes) -> bool:
     return head.startswith(_SIGNATURES)
 
 
-def check_image_files(paths: list[str], read_head, key: str) -> None:
-    """Raise one DataError listing files that are not images or whose header is not an image's.
+def check_image_files(paths: list[str], read_head, key: str, read_contents: bool = True) -> None:
+    """Raise one DataError listing files that are not images or (with ``read_contents``)
+    whose first bytes are not an image's.
 
     ``read_head(path)`` returns the first bytes of a file (from the data source).
     """
@@ -41,6 +42,8 @@ def check_image_files(paths: list[str], read_head, key: str) -> None:
             f"Only {', '.join(sorted(IMAGE_EXTENSIONS))} files are read; move the others out "
             "of the data folder."
         )
+    if not read_contents:
+        return
     heads = read_heads(paths, read_head)
     unreadable = [p for p, head in zip(paths, heads, strict=True) if not has_image_header(head)]
     if unreadable:

@@ -139,13 +139,19 @@ def test_non_image_file_in_a_class_folder(small_params, small_data):
     )
 
 
-def test_image_that_cannot_be_decoded(small_params, small_data):
-    break_and_check(
-        small_params(),
-        small_data,
-        lambda d: (d / "zero" / "broken.png").write_bytes(b"this is not a png"),
-        r"1 image\(s\) cannot be decoded.*broken.png",
+def test_image_that_cannot_be_decoded_is_named_by_validate(small_params, small_data):
+    """Inventory checks names only (speed); `kerapipe validate` reads the contents too, and
+    training names any image it cannot decode (tests/test_train_predict.py)."""
+    path = small_params()
+    (small_data / "zero" / "broken.png").write_bytes(b"this is not a png")
+    assert inventory(path).rows == 11
+    result = subprocess.run(
+        [sys.executable, "-m", "kerapipe.cli", "validate", "--params", str(path)],
+        capture_output=True,
+        text=True,
     )
+    assert result.returncode == 1
+    assert "1 image(s) cannot be decoded" in result.stderr and "broken.png" in result.stderr
 
 
 def test_too_few_images_to_stratify(small_params):
