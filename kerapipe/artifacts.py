@@ -55,6 +55,15 @@ class ModelPaths:
         return self.checkpoints / "last.keras"
 
 
+def check_initial_weights(path: str | None) -> None:
+    """Fail before any work starts when ``INITIAL_WEIGHTS`` names a file that is not there."""
+    if path and not Path(path).is_file():
+        raise ModelError(
+            f"MODEL.MODEL_PARAMS.INITIAL_WEIGHTS: file {path!r} not found. Give a .keras model "
+            "or .weights.h5 file from an earlier run, or set it to null."
+        )
+
+
 def save_model(model: keras.Model, path: Path, model_format: str) -> None:
     """Save atomically: ``keras`` and ``h5`` via ``model.save``, ``tf`` via ``model.export``."""
     if model_format == "tf":

@@ -21,9 +21,11 @@ def run_pipeline(params: Params) -> None:
 
 def validate_pipeline(params: Params) -> str:
     """Check the data folders the params point at (params were checked on loading)."""
+    from kerapipe.artifacts import check_initial_weights
     from kerapipe.inventory import count_data
     from kerapipe.tasks.base import get_task
 
+    check_initial_weights(params.MODEL.MODEL_PARAMS.get("INITIAL_WEIGHTS"))
     examples = count_data(params)
     task = get_task(params)
     source = get_source(params.DATA.PREDICTION_DATA_SOURCE)

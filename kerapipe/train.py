@@ -23,7 +23,7 @@ from dvclive.keras import DVCLiveCallback
 from dvclive.utils import standardize_metric_name
 
 from kerapipe import atomic
-from kerapipe.artifacts import ModelPaths, save_model
+from kerapipe.artifacts import ModelPaths, check_initial_weights, save_model
 from kerapipe.atomic import atomic_path
 from kerapipe.checkpoints import Checkpoints, fingerprint
 from kerapipe.components import build_callbacks, build_loss, build_metrics, build_optimizer
@@ -68,6 +68,7 @@ def run_training(params: Params) -> TrainingResult:
         log.info("Keeping the existing model %s (TRAINING.FORCE is false).", paths.model)
         return TrainingResult(paths.model, seed=None, history={}, skipped=True)
 
+    check_initial_weights(params.MODEL.MODEL_PARAMS.get("INITIAL_WEIGHTS"))
     seed = resolve_seed(params.TRAINING.SEED)
     seed_everything(seed)
     set_precision(params.TRAINING.MIXED_PRECISION)
@@ -171,11 +172,7 @@ def load_initial_weights(model: keras.Model, path: str | None) -> None:
     """Start from a previous ``.keras`` model or ``.weights.h5`` file (safe mode, no pickle)."""
     if not path:
         return
-    if not Path(path).is_file():
-        raise ModelError(
-            f"MODEL.MODEL_PARAMS.INITIAL_WEIGHTS: file {path!r} not found. Give a .keras model "
-            "or .weights.h5 file from an earlier run, or set it to null."
-        )
+    check_initial_weights(path)
     try:
         if path.endswith(".keras"):
             source = keras.saving.load_model(path, compile=False, safe_mode=True)

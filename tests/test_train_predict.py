@@ -85,18 +85,16 @@ def test_other_formats_train_save_and_predict(make_params, model_format):
     assert len(table) == 180
 
 
-def test_missing_initial_weights_fails_before_training(make_params):
+def test_missing_initial_weights_fails_before_any_work(make_params, tmp_path):
+    from kerapipe.pipeline import validate_pipeline
+
     params = params_file(make_params, **{"MODEL.MODEL_PARAMS.INITIAL_WEIGHTS": "nowhere.keras"})
     run_inventory(params)
     with pytest.raises(ModelError, match="INITIAL_WEIGHTS: file 'nowhere.keras' not found"):
         run_training(params)
-    assert not (params.DATA.TRAINING_MODEL_DIR and list_model_files(params))
-
-
-def list_model_files(params):
-    from kerapipe.artifacts import ModelPaths
-
-    return [p for p in [ModelPaths.from_params(params).model] if p.exists()]
+    assert not (tmp_path / "models").exists()  # no checkpoint folder, no log, nothing
+    with pytest.raises(ModelError, match="INITIAL_WEIGHTS: file 'nowhere.keras' not found"):
+        validate_pipeline(params)
 
 
 def test_xception_never_downloads_imagenet_weights(make_params, monkeypatch, tmp_path):

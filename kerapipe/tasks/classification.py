@@ -86,8 +86,11 @@ class ClassificationTask(Task):
                 f"(found: {', '.join(sorted(folders)) or 'none'}). Each name in "
                 f"{KEY}.CLASS_NAMES needs a sub-folder of that name holding its images."
             )
+        from tqdm import tqdm
+
         rows = []
-        for name in self.config.CLASS_NAMES:
+        classes = tqdm(self.config.CLASS_NAMES, "listing", unit="class", disable=None, delay=1)
+        for name in classes:
             files = source.files(f"{data_dir.rstrip('/')}/{name}")
             if not files:
                 raise DataError(
