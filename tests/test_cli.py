@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tests.conftest import BIN, tool_env
+from tests.helpers import BIN, tool_env
 
 
 def kerapipe(*args, cwd=None):

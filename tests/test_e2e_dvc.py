@@ -6,13 +6,9 @@ import json
 import pandas as pd
 import pytest
 
-from tests.conftest import run
+from tests.helpers import run, stages_run
 
 pytestmark = pytest.mark.e2e
-
-
-def stages_run(output: str) -> set[str]:
-    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
 
 
 def held_out_accuracy(project) -> float:

@@ -17,7 +17,8 @@ from kerapipe.sample_data import write_discs
 from kerapipe.sources import LocalSource
 from kerapipe.tasks.base import get_task
 from kerapipe.tasks.regression import RegressionTask, regression_scores
-from tests.helpers_tasks import copy_project, run, stages_run, task_params, validated
+from tests.helpers import copy_project, run, stages_run
+from tests.helpers_tasks import task_params, validated
 
 SOURCE = LocalSource()
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import BIN, run
+from tests.helpers import BIN, run
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,7 @@ import yaml
 from kerapipe.config import load_params
 from kerapipe.inventory import run_inventory
 from kerapipe.train import run_training
-from tests.conftest import BIN, run, tool_env
+from tests.helpers import BIN, run, tool_env
 
 pytestmark = pytest.mark.e2e
 EPOCHS = 5

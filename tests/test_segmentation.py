@@ -18,14 +18,8 @@ from kerapipe.sample_data import SHAPE_CLASSES, write_shapes
 from kerapipe.sources import LocalSource
 from kerapipe.tasks.base import get_task
 from kerapipe.tasks.segmentation import SegmentationTask, segmentation_scores
-from tests.helpers_tasks import (
-    copy_project,
-    run,
-    save_png,
-    stages_run,
-    task_params,
-    validated,
-)
+from tests.helpers import copy_project, run, stages_run, tool_env
+from tests.helpers_tasks import save_png, task_params, validated
 
 SOURCE = LocalSource()
 
@@ -382,8 +376,6 @@ def test_validation_and_inventory_do_not_import_tensorflow(shapes, tmp_path):
     import sys
 
     import yaml
-
-    from tests.helpers_tasks import tool_env
 
     params = task_params(
         "segmentation", tmp_path, {"DATA.INVENTORY_DATA_DIR": str(shapes / "train")}

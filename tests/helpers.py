@@ -1,0 +1,66 @@
+"""Shared test helpers: run real commands with this venv's tools, and copy the project into a
+fresh git repo for end-to-end `dvc` runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the venv's bin: python, dvc, kerapipe
+
+
+def tool_env() -> dict[str, str]:
+    """Environment for subprocesses: this venv first on PATH, a git identity, quiet TF."""
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(
+        GIT_AUTHOR_NAME="kerapipe tests",
+        GIT_AUTHOR_EMAIL="tests@kerapipe.invalid",
+        GIT_COMMITTER_NAME="kerapipe tests",
+        GIT_COMMITTER_EMAIL="tests@kerapipe.invalid",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        DVC_NO_ANALYTICS="1",
+    )
+    return env
+
+
+def run(args: list[str], cwd: Path, check: bool = True, timeout: int = 900):
+    """Run a command; on unexpected failure show its output in the assertion message."""
+    result = subprocess.run(
+        args, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=timeout
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} exited {result.returncode}\n"
+            f"--- stdout ---\n{result.stdout[-4000:]}\n--- stderr ---\n{result.stderr[-4000:]}"
+        )
+    return result
+
+
+def copy_project(dest: Path) -> Path:
+    """This project's files (tracked, and untracked but not ignored) in a fresh git repo."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for name in filter(None, files):
+        source = REPO / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    run(["git", "init", "-q"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-qm", "kerapipe project"], dest)
+    return dest
+
+
+def stages_run(output: str) -> set[str]:
+    """The DVC stages a `dvc repro`/`dvc exp run` output says it ran."""
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
