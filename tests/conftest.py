@@ -13,6 +13,13 @@ from kerapipe.sample_data import write_digits
 from tests.helpers import REPO, copy_project
 
 
+@pytest.fixture(autouse=True)
+def _work_in_tmp_path(tmp_path, monkeypatch):
+    """Run every test in its own folder, so outputs written relative to the working directory
+    (DVCLive's dvclive/, say) never land in the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="session")
 def digits(tmp_path_factory) -> Path:
     """The embedded digits sample, written once per test session (read-only for tests)."""
