@@ -74,11 +74,41 @@ def decode_image(path: tf.Tensor, input_shape: Sequence[int]) -> tf.Tensor:
     move between threads.
     """
     height, width, channels = input_shape
-    image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+    image = _decode(tf.io.read_file(path), height, width, channels)
     image = tf.image.resize(image, (height, width))
     image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
     image.set_shape((height, width, channels))
     return image
+
+
+JPEG_RATIOS = (1, 2, 4, 8)  # the scales libjpeg can decode at
+
+
+def _decode(contents: tf.Tensor, height: int, width: int, channels: int) -> tf.Tensor:
+    """Decode any supported format; a JPEG much larger than the input is decoded at 1/2,
+    1/4 or 1/8 scale (libjpeg scales in the DCT domain), which is several times faster than a
+    full decode and still leaves at least ``height`` x ``width`` pixels to resize from."""
+
+    def any_format() -> tf.Tensor:
+        return tf.io.decode_image(contents, channels=channels, expand_animations=False)
+
+    def scaled_jpeg() -> tf.Tensor:
+        size = tf.image.extract_jpeg_shape(contents)
+        scale = tf.minimum(size[0] // height, size[1] // width)
+        branch = tf.reduce_sum(tf.cast(scale >= tf.constant(JPEG_RATIOS[1:]), tf.int32))
+        colours = min(channels, 3)  # JPEG has no alpha: RGBA input gets an opaque one
+        decoders = [
+            lambda ratio=ratio: tf.io.decode_jpeg(contents, channels=colours, ratio=ratio)
+            for ratio in JPEG_RATIOS
+        ]
+        image = tf.switch_case(branch, decoders)
+        if channels == 4:
+            opaque = tf.fill(tf.concat([tf.shape(image)[:2], [1]], 0), tf.constant(255, tf.uint8))
+            image = tf.concat([image, opaque], axis=-1)
+        return image
+
+    is_jpeg = tf.equal(tf.strings.substr(contents, 0, 3), b"\xff\xd8\xff")
+    return tf.cond(is_jpeg, scaled_jpeg, any_format)
 
 
 def load_image(path: tf.Tensor, input_shape: Sequence[int]) -> tf.Tensor:
