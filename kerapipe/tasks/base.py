@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kerapipe.config import Group, Params, validate_group
+from kerapipe.errors import ConfigError, DataError
+from kerapipe.images import check_image_files
 from kerapipe.registry import TASKS
 from kerapipe.sources import DataSource
 
@@ -40,6 +42,15 @@ class Task:
 
     def check_model_params(self, model_params: BaseModelParams) -> None:
         """Raise a ConfigError if MODEL_PARAMS disagree with the task (e.g. class count)."""
+
+    @staticmethod
+    def require_outputs(model_params: BaseModelParams, count: int, because: str) -> None:
+        """``NUM_CLASSES`` is the number of model outputs: it must be ``count``, ``because``."""
+        if count != model_params.NUM_CLASSES:
+            raise ConfigError(
+                f"MODEL.MODEL_PARAMS.NUM_CLASSES is {model_params.NUM_CLASSES}, but {because}; "
+                f"set NUM_CLASSES to {count}."
+            )
 
     def scan(self, source: DataSource, data_dir: str) -> pd.DataFrame:
         """Inventory rows (one per example, sorted) for the data under ``data_dir``."""
@@ -95,8 +106,18 @@ class Task:
         return image_dataset(paths, None, self.input_shape, batch_size)
 
     def prediction_inputs(self, source: DataSource, data_dir: str) -> list[str]:
-        """The files under ``data_dir`` to predict on, in a stable order."""
-        raise NotImplementedError
+        """Every image under ``DATA.PREDICTION_DATA_DIR`` (recursive, sorted), checked."""
+        key = "DATA.PREDICTION_DATA_DIR"
+        if not source.is_dir(data_dir):
+            raise DataError(
+                f"{key}: folder {data_dir!r} not found. Point it at the folder of images to "
+                "predict on."
+            )
+        paths = source.files(data_dir)
+        if not paths:
+            raise DataError(f"{key}: folder {data_dir!r} holds no files.")
+        check_image_files(paths, lambda p: source.read_bytes(p, 16), key)
+        return paths
 
     def prediction_table(self, paths: list[str], outputs: np.ndarray) -> pd.DataFrame:
         """One row per input file from the model's raw outputs."""

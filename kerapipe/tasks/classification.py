@@ -105,25 +105,9 @@ class ClassificationTask(Task):
         return rows
 
     def split(self, table: pd.DataFrame, validation_split: float, seed: int) -> pd.DataFrame:
-        from sklearn.model_selection import train_test_split
+        from kerapipe.tasks.common import seeded_split  # imports pandas: not at start-up
 
-        try:
-            _, validation = train_test_split(
-                table.index,
-                test_size=validation_split,
-                random_state=seed,
-                stratify=table.label,
-            )
-        except ValueError as err:
-            counts = table.class_name.value_counts().to_dict()
-            raise DataError(
-                f"INVENTORY.VALIDATION_SPLIT: cannot split {len(table)} images stratified by "
-                f"class ({counts}): {err} Add images to the small classes or change the split."
-            ) from None
-        table = table.copy()
-        table["split"] = "train"
-        table.loc[validation, "split"] = "validation"
-        return table
+        return seeded_split(table, validation_split, seed, stratify=table.label)
 
     def head(self) -> Head:
         num_classes = self.params.MODEL.MODEL_PARAMS["NUM_CLASSES"]
@@ -138,18 +122,6 @@ class ClassificationTask(Task):
         return image_dataset(
             table.filepath, labels, self.input_shape, batch_size, shuffle_seed, options
         )
-
-    def prediction_inputs(self, source: DataSource, data_dir: str) -> list[str]:
-        if not source.is_dir(data_dir):
-            raise DataError(
-                f"DATA.PREDICTION_DATA_DIR: folder {data_dir!r} not found. Point it at the "
-                "folder of images to predict on."
-            )
-        paths = source.files(data_dir)
-        if not paths:
-            raise DataError(f"DATA.PREDICTION_DATA_DIR: folder {data_dir!r} holds no files.")
-        check_image_files(paths, lambda p: source.read_bytes(p, 16), "DATA.PREDICTION_DATA_DIR")
-        return paths
 
     def prediction_table(self, paths: list[str], outputs: np.ndarray) -> pd.DataFrame:
         import pandas as pd

@@ -1,4 +1,4 @@
-"""Helpers shared by the segmentation and regression tasks (no TensorFlow here)."""
+"""Helpers shared by the tasks (no TensorFlow here)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from kerapipe.errors import DataError
-from kerapipe.images import check_image_files
 from kerapipe.sources import DataSource
 
 HEADER_BYTES = 1 << 16  # enough for the size in a PNG, GIF or BMP header, and most JPEGs
@@ -35,30 +34,21 @@ def image_size(source: DataSource, path: str) -> tuple[int, int]:
     raise AssertionError("unreachable")
 
 
-def image_inputs(source: DataSource, data_dir: str) -> list[str]:
-    """Every image under ``DATA.PREDICTION_DATA_DIR`` (recursive, sorted), checked."""
-    key = "DATA.PREDICTION_DATA_DIR"
-    if not source.is_dir(data_dir):
-        raise DataError(
-            f"{key}: folder {data_dir!r} not found. Point it at the folder of images to predict on."
-        )
-    paths = source.files(data_dir)
-    if not paths:
-        raise DataError(f"{key}: folder {data_dir!r} holds no files.")
-    check_image_files(paths, lambda p: source.read_bytes(p, 16), key)
-    return paths
-
-
-def random_split(table: pd.DataFrame, validation_split: float, seed: int) -> pd.DataFrame:
-    """``table`` with a seeded random ``split`` column (not stratified: there are no classes)."""
+def seeded_split(
+    table: pd.DataFrame, validation_split: float, seed: int, stratify: pd.Series | None = None
+) -> pd.DataFrame:
+    """``table`` with a seeded ``split`` column, stratified by ``stratify`` when given."""
     from sklearn.model_selection import train_test_split
 
     try:
-        _, validation = train_test_split(table.index, test_size=validation_split, random_state=seed)
+        _, validation = train_test_split(
+            table.index, test_size=validation_split, random_state=seed, stratify=stratify
+        )
     except ValueError as err:
+        counts = "" if stratify is None else f" (per class: {stratify.value_counts().to_dict()})"
         raise DataError(
-            f"INVENTORY.VALIDATION_SPLIT: cannot split {len(table)} examples: {err} "
-            "Add examples or change the split."
+            f"INVENTORY.VALIDATION_SPLIT: cannot split {len(table)} images{counts}: {err} "
+            "Add images (to the small classes) or change the split."
         ) from None
     table = table.copy()
     table["split"] = "train"

@@ -17,12 +17,12 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from kerapipe.config import Group
-from kerapipe.errors import ConfigError, DataError
+from kerapipe.errors import DataError
 from kerapipe.images import check_image_files, first
 from kerapipe.models.base import BaseModelParams, Head
 from kerapipe.sources import DataSource
 from kerapipe.tasks.base import Task
-from kerapipe.tasks.common import image_inputs, join, random_split
+from kerapipe.tasks.common import join, seeded_split
 
 if TYPE_CHECKING:
     from kerapipe.datasets import DatasetOptions
@@ -68,12 +68,8 @@ class RegressionTask(Task):
 
     def check_model_params(self, model_params: BaseModelParams) -> None:
         count = len(self.targets)
-        if count != model_params.NUM_CLASSES:
-            raise ConfigError(
-                f"MODEL.MODEL_PARAMS.NUM_CLASSES is {model_params.NUM_CLASSES}, but for "
-                f"regression it is the number of outputs: {KEY}.TARGET_COLUMNS has {count}. "
-                f"Set NUM_CLASSES to {count}."
-            )
+        because = f"for regression it is the number of outputs: {KEY}.TARGET_COLUMNS has {count}"
+        self.require_outputs(model_params, count, because)
 
     # --- inventory -------------------------------------------------------------------------
 
@@ -153,7 +149,7 @@ class RegressionTask(Task):
         return table
 
     def split(self, table: pd.DataFrame, validation_split: float, seed: int) -> pd.DataFrame:
-        return random_split(table, validation_split, seed)
+        return seeded_split(table, validation_split, seed)
 
     # --- training --------------------------------------------------------------------------
 
@@ -238,9 +234,6 @@ class RegressionTask(Task):
             )
 
     # --- prediction ------------------------------------------------------------------------
-
-    def prediction_inputs(self, source: DataSource, data_dir: str) -> list[str]:
-        return image_inputs(source, data_dir)
 
     def prediction_table(self, paths: list[str], outputs: np.ndarray) -> pd.DataFrame:
         outputs = np.asarray(outputs, dtype=np.float64).reshape(len(paths), -1)

@@ -22,7 +22,7 @@ from kerapipe.models.base import BaseModelParams, Head
 from kerapipe.registry import MODELS
 from kerapipe.sources import DataSource
 from kerapipe.tasks.base import Task
-from kerapipe.tasks.common import image_inputs, image_size, join, random_split
+from kerapipe.tasks.common import image_size, join, seeded_split
 
 if TYPE_CHECKING:
     from kerapipe.datasets import DatasetOptions
@@ -88,12 +88,11 @@ class SegmentationTask(Task):
 
     def check_model_params(self, model_params: BaseModelParams) -> None:
         count = len(self.class_names)
-        if count != model_params.NUM_CLASSES:
-            raise ConfigError(
-                f"MODEL.MODEL_PARAMS.NUM_CLASSES is {model_params.NUM_CLASSES} but "
-                f"{KEY}.CLASS_NAMES names {count} classes; set NUM_CLASSES to {count} "
-                "(one output per class, mask value i being CLASS_NAMES[i])."
-            )
+        because = (
+            f"{KEY}.CLASS_NAMES names {count} classes (one output per class, mask value i "
+            "being CLASS_NAMES[i])"
+        )
+        self.require_outputs(model_params, count, because)
         name = self.params.MODEL.MODEL_NAME
         if not MODELS.get(name).spatial_output:
             able = [e.name for e in MODELS if MODELS.get(e.name).spatial_output]
@@ -220,7 +219,7 @@ class SegmentationTask(Task):
             )
 
     def split(self, table: pd.DataFrame, validation_split: float, seed: int) -> pd.DataFrame:
-        return random_split(table, validation_split, seed)
+        return seeded_split(table, validation_split, seed)
 
     # --- training --------------------------------------------------------------------------
 
@@ -335,9 +334,6 @@ class SegmentationTask(Task):
             live.log_image(f"segmentation/{stem}.png", Image.fromarray(panel))
 
     # --- prediction ------------------------------------------------------------------------
-
-    def prediction_inputs(self, source: DataSource, data_dir: str) -> list[str]:
-        return image_inputs(source, data_dir)
 
     def write_predictions(
         self, source: DataSource, output_dir: str, paths: list[str], outputs: np.ndarray
