@@ -46,14 +46,6 @@ class ModelPaths:
     def checkpoints(self) -> Path:
         return self.run_dir / "checkpoints"
 
-    @property
-    def best_checkpoint(self) -> Path:
-        return self.checkpoints / "best.keras"
-
-    @property
-    def last_checkpoint(self) -> Path:
-        return self.checkpoints / "last.keras"
-
 
 def check_initial_weights(path: str | None) -> None:
     """Fail before any work starts when ``INITIAL_WEIGHTS`` names a file that is not there."""

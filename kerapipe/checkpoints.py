@@ -130,12 +130,6 @@ class Checkpoints:
             StateRecorder(self, best, state),
         ]
 
-    def best_model_path(self) -> Path | None:
-        if not self.state_file.is_file():
-            return None
-        best = json.loads(self.state_file.read_text())["best"]
-        return self.directory / best if best else None
-
 
 class StateRecorder(keras.callbacks.Callback):
     """Runs after the checkpoint and log callbacks: records the epoch, then prunes old files."""
