@@ -176,6 +176,22 @@ def image_dataset(
     return dataset.prefetch(AUTOTUNE)
 
 
+def repeated(dataset: tf.data.Dataset) -> tuple[tf.data.Dataset, int | None]:
+    """``dataset`` repeated without end, and its batches per pass, for
+    ``fit(steps_per_epoch=...)`` or ``validation_steps``.
+
+    Keras makes a new iterator over a finite dataset every epoch, and tearing the old one
+    down waits for tf.data's autotuning thread to wake (its sleep doubles up to seconds) and
+    refills every buffer. One endless iterator stays warm from epoch to epoch; each epoch
+    still covers every element once, reshuffled, because repeat sits after the batching.
+    A dataset of unknown length is returned as it is, with None.
+    """
+    batches = int(dataset.cardinality())
+    if batches <= 0:
+        return dataset, None
+    return dataset.repeat(), batches
+
+
 def _shuffle(dataset: tf.data.Dataset, buffer: int, seed: int) -> tf.data.Dataset:
     return dataset.shuffle(max(1, buffer), seed=seed, reshuffle_each_iteration=True)
 

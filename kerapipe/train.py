@@ -28,7 +28,7 @@ from kerapipe.atomic import atomic_path
 from kerapipe.checkpoints import Checkpoints, fingerprint
 from kerapipe.components import build_callbacks, build_loss, build_metrics, build_optimizer
 from kerapipe.config import Params, resolve_seed
-from kerapipe.datasets import DatasetOptions
+from kerapipe.datasets import DatasetOptions, repeated
 from kerapipe.errors import DataError, ModelError
 from kerapipe.images import undecodable_images
 from kerapipe.inventory import csv_path, read_inventory
@@ -109,10 +109,15 @@ def run_training(params: Params) -> TrainingResult:
         batch_size,
         strategy.num_replicas_in_sync,
     )
+    # Endless datasets with a step count keep one warm iterator for the whole fit.
+    endless_train, steps_per_epoch = repeated(train_data)
+    endless_val, validation_steps = repeated(val_data) if val_data is not None else (None, None)
     try:
         history = model.fit(
-            train_data,
-            validation_data=val_data,
+            endless_train,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=endless_val,
+            validation_steps=validation_steps,
             epochs=params.TRAINING.NUM_EPOCHS,
             initial_epoch=initial_epoch,
             callbacks=callbacks,

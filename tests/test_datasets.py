@@ -18,7 +18,7 @@ tf = pytest.importorskip("tensorflow")
 
 from kerapipe.augmentations import augment, build_augmentations  # noqa: E402
 from kerapipe.config import AugmentationSpec  # noqa: E402
-from kerapipe.datasets import DatasetOptions, cache_prefix, image_dataset  # noqa: E402
+from kerapipe.datasets import DatasetOptions, cache_prefix, image_dataset, repeated  # noqa: E402
 
 SHAPE = (24, 24, 3)
 ALL = [
@@ -100,6 +100,27 @@ def test_unshuffled_dataset_keeps_file_order(images):
     paths, labels = images
     data = image_dataset(paths, labels, SHAPE, 8, None, DatasetOptions(cache="memory"))
     assert np.concatenate([y.numpy() for _, y in data]).tolist() == labels.tolist()
+
+
+@pytest.mark.parametrize("cache", ["none", "memory"])
+def test_repeated_dataset_gives_every_image_once_per_epoch_reshuffled(images, cache):
+    """fit(steps_per_epoch=batches) on the endless dataset sees the same epochs as fit on
+    the finite one: each pass holds every image once, in a new seeded order."""
+    finite = build(images, cache=cache)
+    endless, batches = repeated(build(images, cache=cache))
+    assert batches == 3  # 20 images in batches of 8
+    stream = iter(endless)
+    passes = [[next(stream) for _ in range(batches)] for _ in range(3)]
+    orders = [np.concatenate([y.numpy() for _, y in batch]).tolist() for batch in passes]
+    assert all(sorted(order) == list(range(20)) for order in orders)
+    assert orders[0] != orders[1] != orders[2]
+    per_pass = [[(x.numpy(), y.numpy()) for x, y in batch] for batch in passes[:2]]
+    assert_same(per_pass, epochs(finite))  # the same batches as two passes of the finite one
+
+
+def test_repeated_leaves_a_dataset_of_unknown_length_alone(images):
+    unknown = build(images).filter(lambda x, y: tf.reduce_all(y >= 0))
+    assert repeated(unknown) == (unknown, None)
 
 
 def test_file_cache_name_follows_data_and_input_shape(images, tmp_path):

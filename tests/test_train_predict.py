@@ -10,9 +10,10 @@ import yaml
 
 from kerapipe.config import load_params
 from kerapipe.errors import DataError, ModelError
-from kerapipe.inventory import run_inventory
+from kerapipe.inventory import read_inventory, run_inventory
 from kerapipe.models.base import Head, model_builder
 from kerapipe.predict import run_prediction
+from kerapipe.tasks.base import get_task
 from kerapipe.train import run_training
 
 
@@ -44,6 +45,21 @@ def test_training_writes_model_log_checkpoints_and_run_info(trained):
     assert info["seed"] == 42 and "keras" in info["packages"] and info["devices"]
     assert info["precision_policy"] == "float32" and info["replicas"] == 1
     assert result.history["val_accuracy"][-1] > 0.5  # two epochs already learn the digits
+
+
+def test_each_epochs_validation_covers_the_whole_validation_split_once(trained):
+    """Training feeds fit endless datasets with step counts; the last epoch's validation
+    metrics must still be those of exactly one pass over every validation image."""
+    import keras
+
+    params, result = trained
+    table = read_inventory(params)
+    val_rows = table[table.split == "validation"]
+    data = get_task(params).dataset(val_rows, params.TRAINING.BATCH_SIZE, shuffle_seed=None)
+    model = keras.saving.load_model(result.model_path)
+    metrics = model.evaluate(data, return_dict=True, verbose=0)
+    assert metrics["loss"] == pytest.approx(result.history["val_loss"][-1], rel=1e-4)
+    assert metrics["accuracy"] == pytest.approx(result.history["val_accuracy"][-1], abs=1e-6)
 
 
 def test_prediction_writes_one_row_per_image_in_a_stable_order(trained, digits):
