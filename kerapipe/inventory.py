@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,7 +16,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
-_NEEDS_QUOTES = re.compile(r'[",\r\n]')  # cells the csv writer would quote
+_NEEDS_QUOTES = '",\r\n'  # a cell holding any of these is quoted by the csv writer
 
 
 @dataclass(frozen=True)
@@ -97,9 +96,10 @@ def csv_text(table: pd.DataFrame) -> str:
             columns.append(column.tolist())
         else:
             return table.to_csv(index=False, lineterminator="\n")
-    cells = [cell for column in columns for cell in column]
-    if not all(cells) or _NEEDS_QUOTES.search("\0".join(cells)):
-        return table.to_csv(index=False, lineterminator="\n")
+    for column in columns:
+        joined = "\0".join(column)
+        if not all(column) or any(char in joined for char in _NEEDS_QUOTES):
+            return table.to_csv(index=False, lineterminator="\n")
     header = ",".join(columns[0])
     rows = map(",".join, zip(*columns[1:], strict=True))
     return "\n".join([header, *rows]) + "\n"

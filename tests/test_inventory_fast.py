@@ -20,7 +20,8 @@ from kerapipe.sources import LocalSource
 @pytest.mark.parametrize(
     "path",
     ["a.png", "A.PNG", "x/y.jpeg", "x/.png", ".png", "x/.hidden.png", "a.b.gif", "a.png.",
-     "a.txt", "x.jpgx", "dir.png/file", "a..bmp", "x/a.JPG", "noext"],
+     "a.txt", "x.jpgx", "dir.png/file", "a..bmp", "x/a.JPG", "noext", "x/..png", "x/b..png",
+     "x/a.Jpeg", "x.y/z"],
 )  # fmt: skip
 def test_image_names_are_judged_as_pathlib_would(path):
     assert is_image_name(path) == (PurePath(path).suffix.lower() in IMAGE_EXTENSIONS)
@@ -65,3 +66,30 @@ def test_validate_imports_neither_tensorflow_nor_pandas(make_params):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.split() == ["0", "[]"], out.stderr[-2000:]
+
+
+def test_scan_sorts_rows_by_path_whatever_the_class_order(make_params, tmp_path):
+    """Class folders are listed in CLASS_NAMES order and each comes sorted; the table must
+    still be sorted by full path ("cat-x/" sorts before "cat/": '-' < '/')."""
+    from kerapipe.config import load_params
+    from kerapipe.inventory import scan_data
+
+    data = tmp_path / "data"
+    for name in ("cat/b.png", "cat/a.png", "cat-x/c.png", "cat/sub/d.png", "dog/e.png"):
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        (data / name).write_bytes(b"\x89PNG\r\n\x1a\n")
+    classes = {"CLASS_NAMES": ["dog", "cat", "cat-x"], "CLASS_LABELS": [0, 1, 2]}
+    params = load_params(
+        make_params(
+            {"DATA.INVENTORY_DATA_DIR": str(data), "PIPELINE.TASK_PARAMS": classes,
+             "MODEL.MODEL_PARAMS.NUM_CLASSES": 3}
+        )[1]
+    )  # fmt: skip
+    table = scan_data(params)
+    assert list(table.filepath) == sorted(table.filepath)
+    assert [p.removeprefix(f"{data}/") for p in table.filepath] == [
+        "cat-x/c.png", "cat/a.png", "cat/b.png", "cat/sub/d.png", "dog/e.png"
+    ]  # fmt: skip
+    assert list(table.class_name) == ["cat-x", "cat", "cat", "cat", "dog"]
+    assert list(table.label) == [2, 1, 1, 1, 0]
+    assert str(table.label.dtype) == "int64" and table.filepath.dtype == table.class_name.dtype

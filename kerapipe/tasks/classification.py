@@ -3,6 +3,7 @@ predictions CSV with the class and the per-class probabilities."""
 
 from __future__ import annotations
 
+import operator
 from typing import TYPE_CHECKING
 
 from pydantic import Field, model_validator
@@ -61,18 +62,27 @@ class ClassificationTask(Task):
         return dict(zip(self.config.CLASS_NAMES, self.config.CLASS_LABELS, strict=True))
 
     def scan(self, source: DataSource, data_dir: str) -> pd.DataFrame:
+        import numpy as np
         import pandas as pd
 
-        rows = self._rows(source, data_dir, read_contents=False)
-        return pd.DataFrame(rows, columns=["filepath", "class_name", "label"])
+        paths, names, labels = self._columns(source, data_dir, read_contents=False)
+        # pandas builds string columns from object arrays several times faster than from
+        # lists (100,000-file trees); the columns come out the same.
+        return pd.DataFrame(
+            {
+                "filepath": np.array(paths, dtype=object),
+                "class_name": np.array(names, dtype=object),
+                "label": np.array(labels, dtype=np.int64),
+            }
+        )
 
     def check_data(self, source: DataSource, data_dir: str) -> int:
-        return len(self._rows(source, data_dir, read_contents=True))
+        return len(self._columns(source, data_dir, read_contents=True)[0])
 
-    def _rows(
+    def _columns(
         self, source: DataSource, data_dir: str, read_contents: bool
-    ) -> list[tuple[str, str, int]]:
-        """``(filepath, class_name, label)`` of every image, checked, sorted by path.
+    ) -> tuple[list[str], list[str], list[int]]:
+        """File paths, class names and labels of every image, checked, sorted by path.
 
         The inventory checks file names only; ``kerapipe validate`` also reads each file's
         first bytes, which costs one open per file, twice the time of the folder walk itself.
@@ -88,7 +98,7 @@ class ClassificationTask(Task):
             )
         from tqdm import tqdm
 
-        rows = []
+        paths, names, labels = [], [], []
         classes = tqdm(self.config.CLASS_NAMES, "listing", unit="class", disable=None, delay=1)
         for name in classes:
             files = source.files(f"{data_dir.rstrip('/')}/{name}")
@@ -97,12 +107,14 @@ class ClassificationTask(Task):
                     f"{key}: class folder '{data_dir.rstrip('/')}/{name}' has no files. Add its "
                     f"images, or remove {name!r} from {KEY}.CLASS_NAMES and CLASS_LABELS."
                 )
-            label = self.label_of[name]  # a property: look it up once, not per file
-            rows += [(path, name, label) for path in files]
-        rows.sort()  # by file path (paths are unique)
-        paths = [row[0] for row in rows]
+            paths += files
+            names += [name] * len(files)
+            labels += [self.label_of[name]] * len(files)
+        if any(map(operator.gt, paths, paths[1:])):  # each folder's files come sorted
+            order = sorted(range(len(paths)), key=paths.__getitem__)
+            paths, names, labels = ([column[i] for i in order] for column in (paths, names, labels))
         check_image_files(paths, lambda p: source.read_bytes(p, 16), key, read_contents)
-        return rows
+        return paths, names, labels
 
     def split(self, table: pd.DataFrame, validation_split: float, seed: int) -> pd.DataFrame:
         from kerapipe.tasks.common import seeded_split  # imports pandas: not at start-up
