@@ -192,6 +192,19 @@ def repeated(dataset: tf.data.Dataset) -> tuple[tf.data.Dataset, int | None]:
     return dataset.repeat(), batches
 
 
+def single_pass(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """``dataset`` without tf.data's autotuning thread, for one pass over it (prediction).
+
+    The autotuner needs seconds of a pass to settle, and the end of the pass waits for its
+    thread's next wake-up (its sleep doubles from 10 ms up to a minute): in
+    benchmarks/run.py that made a 2 s prediction take 2.6 s in about half the runs. Without
+    it, map calls left to AUTOTUNE run on one thread per core (at most 16).
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
 def _shuffle(dataset: tf.data.Dataset, buffer: int, seed: int) -> tf.data.Dataset:
     return dataset.shuffle(max(1, buffer), seed=seed, reshuffle_each_iteration=True)
 

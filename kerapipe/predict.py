@@ -23,13 +23,15 @@ class PredictionResult:
 
 
 def run_prediction(params: Params) -> PredictionResult:
+    from kerapipe.datasets import single_pass  # imports TensorFlow
+
     task = get_task(params)
     source = get_source(params.DATA.PREDICTION_DATA_SOURCE)
     paths = task.prediction_inputs(source, params.DATA.PREDICTION_DATA_DIR)
     model_paths = ModelPaths.from_params(params)
     model = load_model(model_paths.model, model_paths.format)
     local_paths = [source.local_path(p) for p in paths]
-    batches = task.prediction_dataset(local_paths, params.TRAINING.BATCH_SIZE)
+    batches = single_pass(task.prediction_dataset(local_paths, params.TRAINING.BATCH_SIZE))
     outputs = predict_batches(model, batches, total=len(paths))
     out = task.write_predictions(source, params.DATA.PREDICTION_OUTPUT_DIR, paths, outputs)
     log.info("Wrote %s: %d rows.", out, len(paths))

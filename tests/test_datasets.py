@@ -18,7 +18,13 @@ tf = pytest.importorskip("tensorflow")
 
 from kerapipe.augmentations import augment, build_augmentations  # noqa: E402
 from kerapipe.config import AugmentationSpec  # noqa: E402
-from kerapipe.datasets import DatasetOptions, cache_prefix, image_dataset, repeated  # noqa: E402
+from kerapipe.datasets import (  # noqa: E402
+    DatasetOptions,
+    cache_prefix,
+    image_dataset,
+    repeated,
+    single_pass,
+)
 
 SHAPE = (24, 24, 3)
 ALL = [
@@ -121,6 +127,18 @@ def test_repeated_dataset_gives_every_image_once_per_epoch_reshuffled(images, ca
 def test_repeated_leaves_a_dataset_of_unknown_length_alone(images):
     unknown = build(images).filter(lambda x, y: tf.reduce_all(y >= 0))
     assert repeated(unknown) == (unknown, None)
+
+
+def test_single_pass_turns_autotune_off_and_keeps_every_batch_in_order(images):
+    paths, _ = images
+    data = image_dataset(paths, None, SHAPE, 8)
+    once = single_pass(data)
+    assert data.options().autotune.enabled is not False
+    assert once.options().autotune.enabled is False
+    expected = [batch.numpy() for batch in data]
+    got = [batch.numpy() for batch in once]
+    assert len(got) == len(expected) == 3
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
 
 
 def test_file_cache_name_follows_data_and_input_shape(images, tmp_path):
