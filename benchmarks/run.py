@@ -615,10 +615,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nkerapipe benchmarks ({mode}; medians of {sizes['repeats']} runs unless noted)")
     print(f"machine: {machine()}; took {minutes:.1f} min\n")
     print(table(rows))
-    results = HERE / "results"
-    results.mkdir(exist_ok=True)
-    (results / f"{mode}.json").write_text(
-        json.dumps({"machine": machine(), "rows": [r.values for r in rows]}, indent=2) + "\n"
+    from kerapipe.atomic import write_text  # another run may be reading the same file
+
+    write_text(
+        HERE / "results" / f"{mode}.json",
+        json.dumps({"machine": machine(), "rows": [r.values for r in rows]}, indent=2) + "\n",
     )
     return 0
 
