@@ -4,6 +4,7 @@ result row per image."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,23 +39,24 @@ def run_prediction(params: Params) -> PredictionResult:
     return PredictionResult(out, len(paths))
 
 
-def predict_batches(model, batches, total: int) -> np.ndarray:
-    """The model's outputs for every batch, concatenated, with a progress bar on a terminal
-    (none when output is not a TTY, as in CI logs).
+def predict_batches(model, batches, total: int) -> Iterator[np.ndarray]:
+    """The model's outputs, one array per batch, as they are computed, with a progress bar
+    on a terminal (none when output is not a TTY, as in CI logs).
 
-    Each batch runs through one compiled ``tf.function`` call, as ``model.predict`` does; an
-    eager ``model(batch)`` per batch is much slower for small models.
+    The task writes each batch as it comes, so outputs never pile up in memory (segmentation
+    score maps are height x width x classes floats per image). Each batch runs through one
+    compiled ``tf.function`` call, as ``model.predict`` does; an eager ``model(batch)`` per
+    batch is much slower for small models.
     """
     import tensorflow as tf
     from tqdm import tqdm
 
     step = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
-    outputs = []
     with tqdm(total=total, unit="image", desc="predicting", disable=None, delay=1) as bar:
         for batch in batches:
-            outputs.append(_as_array(step(batch)))
-            bar.update(len(outputs[-1]))
-    return np.concatenate(outputs)
+            output = _as_array(step(batch))
+            bar.update(len(output))
+            yield output
 
 
 def _as_array(output) -> np.ndarray:

@@ -160,7 +160,8 @@ def test_prediction_table_and_scores(discs, tmp_path):
     paths = task.prediction_inputs(SOURCE, str(discs / "unlabelled"))
     assert len(paths) == 5
     outputs = np.arange(10, dtype=np.float32).reshape(5, 2) + 0.5
-    out = task.write_predictions(SOURCE, str(tmp_path / "predictions"), paths, outputs)
+    batches = [outputs[:3], outputs[3:]]  # as predict yields them
+    out = task.write_predictions(SOURCE, str(tmp_path / "predictions"), paths, iter(batches))
     table = pd.read_csv(out)
     assert list(table.columns) == ["filepath", "radius", "center_x"]
     assert table.filepath.tolist() == paths

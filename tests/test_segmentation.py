@@ -298,7 +298,15 @@ def test_write_predictions_one_mask_per_image_at_its_size(tmp_path):
     outputs[0, :, 16:, :] = [0.1, 0.8, 0.1]  # right half: class 1
     outputs[2, :8, :, :] = [0.0, 0.0, 1.0]  # top quarter: class 2
     out_dir = tmp_path / "predictions"
-    index = task.write_predictions(SOURCE, str(out_dir), paths, outputs)
+    masks_on_disk = []
+
+    def batches():  # as predict yields them; records what was written before each batch
+        for start in (0, 2):
+            masks_on_disk.append(sorted(p.name for p in out_dir.rglob("*.png")))
+            yield outputs[start : start + 2]
+
+    index = task.write_predictions(SOURCE, str(out_dir), paths, batches())
+    assert masks_on_disk == [[], ["a.png", "b.png"]]  # each batch is written as it comes
 
     table = pd.read_csv(index)
     assert index == f"{out_dir}/predictions.csv"

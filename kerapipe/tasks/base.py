@@ -8,6 +8,7 @@ methods that need it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kerapipe.config import Group, Params, validate_group
@@ -124,11 +125,19 @@ class Task:
         raise NotImplementedError
 
     def write_predictions(
-        self, source: DataSource, output_dir: str, paths: list[str], outputs: np.ndarray
+        self, source: DataSource, output_dir: str, paths: list[str], batches: Iterable[np.ndarray]
     ) -> str:
-        """Write the results under ``output_dir``; return the path of the index CSV."""
+        """Write the results under ``output_dir``; return the path of the index CSV.
+
+        ``batches`` are the model's outputs, one array per batch, in the order of ``paths``,
+        produced as they are consumed. This default gathers them into one array for
+        ``prediction_table`` (a row of scores per image is small); a task with large outputs
+        writes each batch as it comes instead (see segmentation).
+        """
+        import numpy as np
+
         out = f"{output_dir.rstrip('/')}/predictions.csv"
-        table = self.prediction_table(paths, outputs)
+        table = self.prediction_table(paths, np.concatenate(list(batches)))
         source.write_text(out, table.to_csv(index=False, lineterminator="\n"))
         return out
 

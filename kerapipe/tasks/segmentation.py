@@ -6,8 +6,10 @@ image's class pixel fractions."""
 from __future__ import annotations
 
 import io
+import itertools
 import posixpath
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -336,16 +338,20 @@ class SegmentationTask(Task):
     # --- prediction ------------------------------------------------------------------------
 
     def write_predictions(
-        self, source: DataSource, output_dir: str, paths: list[str], outputs: np.ndarray
+        self, source: DataSource, output_dir: str, paths: list[str], batches: Iterable[np.ndarray]
     ) -> str:
         """``masks/<relative folder>/<stem>.png`` for every input (its size, class indices),
-        then ``predictions.csv`` indexing them with each image's class pixel fractions."""
+        then ``predictions.csv`` indexing them with each image's class pixel fractions.
+
+        Each batch of score maps is turned into masks as it comes, so memory holds one batch
+        of scores however many images there are.
+        """
         import tensorflow as tf
 
         data_dir = self.params.DATA.PREDICTION_DATA_DIR
         output_dir = output_dir.rstrip("/")
         records: list[dict[str, Any]] = []
-        for path, scores in zip(paths, outputs, strict=True):
+        for path, scores in zip(paths, itertools.chain.from_iterable(batches), strict=True):
             width, height = image_size(source, path)
             # Resize the class scores, not the arg-max: smoother edges, never invalid values.
             resized = tf.image.resize(scores, (height, width), method="bilinear")
