@@ -180,10 +180,11 @@ def repeated(dataset: tf.data.Dataset) -> tuple[tf.data.Dataset, int | None]:
     """``dataset`` repeated without end, and its batches per pass, for
     ``fit(steps_per_epoch=...)`` or ``validation_steps``.
 
-    Keras makes a new iterator over a finite dataset every epoch, and tearing the old one
-    down waits for tf.data's autotuning thread to wake (its sleep doubles up to seconds) and
-    refills every buffer. One endless iterator stays warm from epoch to epoch; each epoch
-    still covers every element once, reshuffled, because repeat sits after the batching.
+    Keras makes a new iterator over a finite dataset every epoch: freeing the old one before
+    its end can wait for tf.data's autotuning thread to wake (its sleep doubles from 10 ms up
+    to a minute), and every buffer refills. One endless iterator stays warm from epoch to
+    epoch; each epoch still covers every element once, reshuffled, as repeat comes after the
+    batching.
     A dataset of unknown length is returned as it is, with None.
     """
     batches = int(dataset.cardinality())
