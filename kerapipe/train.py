@@ -28,7 +28,7 @@ from kerapipe.atomic import atomic_path
 from kerapipe.checkpoints import Checkpoints, fingerprint
 from kerapipe.components import build_callbacks, build_loss, build_metrics, build_optimizer
 from kerapipe.config import Params, resolve_seed
-from kerapipe.datasets import DatasetOptions, repeated
+from kerapipe.datasets import DatasetOptions, repeated, single_pass
 from kerapipe.errors import DataError, ModelError
 from kerapipe.images import undecodable_images
 from kerapipe.inventory import csv_path, read_inventory
@@ -137,7 +137,7 @@ def run_training(params: Params) -> TrainingResult:
     with atomic_path(paths.training_log) as tmp:
         shutil.copyfile(checkpoints.log_file, tmp)
     if val_data is not None:
-        task.log_evaluation(live, model, val_rows, val_data)
+        task.log_evaluation(live, model, val_rows, single_pass(val_data))
     live.end()
     write_run_info(paths, seed, strategy.num_replicas_in_sync, initial_epoch)
     log.info("Saved %s", paths.model)
