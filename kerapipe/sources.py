@@ -45,6 +45,10 @@ class DataSource:
         """Write ``data`` atomically, as ``write_text`` does (e.g. predicted mask images)."""
         raise NotImplementedError
 
+    def remove(self, path: str) -> None:
+        """Delete one file (e.g. a mask left from an earlier prediction)."""
+        raise NotImplementedError
+
     def local_path(self, path: str) -> str:
         """A path TensorFlow and Keras can open directly."""
         raise NotImplementedError
@@ -96,6 +100,9 @@ class LocalSource(DataSource):
 
     def write_bytes(self, path: str, data: bytes) -> None:
         atomic.write_bytes(path, data)
+
+    def remove(self, path: str) -> None:
+        os.remove(path)
 
     def local_path(self, path: str) -> str:
         return path

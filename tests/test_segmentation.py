@@ -337,6 +337,31 @@ def test_write_predictions_one_mask_per_image_at_its_size(tmp_path):
     assert not list(out_dir.rglob("*.tmp*"))  # written atomically, nothing left behind
 
 
+def test_a_new_prediction_removes_the_masks_of_images_no_longer_predicted(tmp_path):
+    """Outside `dvc repro` (which empties outputs first) a rerun on fewer images must not
+    leave the old masks beside the new ones; other files in masks/ are left alone."""
+    inputs = tmp_path / "to_predict"
+    for name in ("a.png", "sub/b.png", "sub/c.png"):
+        save_png(inputs / name, np.full((8, 8, 3), 90, np.uint8))
+    task = make_task(tmp_path, tmp_path, {"DATA.PREDICTION_DATA_DIR": str(inputs)})
+    outputs = np.zeros((3, 32, 32, 3), np.float32)
+    # tmp_path is the working directory: a relative "./" output dir, as users write it
+    task.write_predictions(
+        SOURCE, "./predictions", task.prediction_inputs(SOURCE, str(inputs)), [outputs]
+    )
+    (tmp_path / "predictions" / "masks" / "notes.txt").write_text("mine")
+
+    (inputs / "sub" / "c.png").unlink()
+    paths = task.prediction_inputs(SOURCE, str(inputs))
+    index = task.write_predictions(SOURCE, "./predictions", paths, [outputs[:2]])
+
+    masks = tmp_path / "predictions" / "masks"
+    assert sorted(p.relative_to(masks).as_posix() for p in masks.rglob("*.*")) == [
+        "a.png", "notes.txt", "sub/b.png"
+    ]  # fmt: skip
+    assert len(pd.read_csv(index)) == 2
+
+
 # --- end to end --------------------------------------------------------------------------------
 
 

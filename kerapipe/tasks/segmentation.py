@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import logging
 import posixpath
 import re
 from collections.abc import Iterable
@@ -28,6 +29,8 @@ from kerapipe.tasks.common import image_size, join, seeded_split
 
 if TYPE_CHECKING:
     from kerapipe.datasets import DatasetOptions
+
+log = logging.getLogger(__name__)
 
 KEY = "PIPELINE.TASK_PARAMS"
 DATA_KEY = "DATA.INVENTORY_DATA_DIR"
@@ -344,12 +347,15 @@ class SegmentationTask(Task):
         then ``predictions.csv`` indexing them with each image's class pixel fractions.
 
         Each batch of score maps is turned into masks as it comes, so memory holds one batch
-        of scores however many images there are.
+        of scores however many images there are. Mask PNGs left in ``masks/`` by an earlier
+        prediction on other images are removed at the end, as ``dvc repro`` would.
         """
         import tensorflow as tf
 
         data_dir = self.params.DATA.PREDICTION_DATA_DIR
         output_dir = output_dir.rstrip("/")
+        masks_dir = join(output_dir, "masks")
+        earlier = source.files(masks_dir) if source.is_dir(masks_dir) else []
         records: list[dict[str, Any]] = []
         for path, scores in zip(paths, itertools.chain.from_iterable(batches), strict=True):
             width, height = image_size(source, path)
@@ -357,7 +363,7 @@ class SegmentationTask(Task):
             resized = tf.image.resize(scores, (height, width), method="bilinear")
             mask = np.asarray(tf.argmax(resized, axis=-1), dtype=np.uint8)
             relative = posixpath.splitext(posixpath.relpath(path, data_dir))[0] + ".png"
-            mask_path = join(join(output_dir, "masks"), relative)
+            mask_path = join(masks_dir, relative)
             source.write_bytes(mask_path, encode_mask(mask))
             fractions = np.bincount(mask.ravel(), minlength=len(self.class_names)) / mask.size
             records.append(
@@ -374,6 +380,16 @@ class SegmentationTask(Task):
             )
         out = join(output_dir, "predictions.csv")
         source.write_text(out, pd.DataFrame(records).to_csv(index=False, lineterminator="\n"))
+        written = {posixpath.normpath(record["mask_path"]) for record in records}
+        stale = [
+            path
+            for path in earlier
+            if path.endswith(".png") and posixpath.normpath(path) not in written
+        ]
+        for path in stale:
+            source.remove(path)
+        if stale:
+            log.info("Removed %d mask(s) of an earlier prediction from %s.", len(stale), masks_dir)
         return out
 
 
