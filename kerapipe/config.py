@@ -299,6 +299,15 @@ def _summarise(source: str, problems: list[str]) -> str:
     return f"{source} has {len(problems)} problems:\n{lines}"
 
 
+def require_unique(values: list, what: str, field: str = "") -> None:
+    """Raise a ValueError (a pydantic validator's error) naming the repeated ``values``;
+    ``field`` leads the message when the validator checks more than one field."""
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        lead = f"{field} repeats" if field else "repeats"
+        raise ValueError(f"{lead} {', '.join(repeated)}; each {what} must be unique")
+
+
 def resolve_seed(seed: int) -> int:
     """A positive seed is used as is; ``<= 0`` draws a random one, to be recorded by the caller."""
     return seed if seed > 0 else secrets.randbelow(2**31 - 2) + 1

@@ -116,6 +116,8 @@ def test_params_checks(discs, tmp_path):
         make_task(tmp_path, discs, {"MODEL.MODEL_PARAMS.NUM_CLASSES": 1})
     with pytest.raises(ConfigError, match="TARGET_COLUMNS.*used by the inventory"):
         make_task(tmp_path, discs, {"PIPELINE.TASK_PARAMS.TARGET_COLUMNS": ["split", "x"]})
+    with pytest.raises(ConfigError, match="TARGET_COLUMNS.*repeats x; each column"):
+        make_task(tmp_path, discs, {"PIPELINE.TASK_PARAMS.TARGET_COLUMNS": ["x", "x"]})
 
 
 # --- datasets and models -----------------------------------------------------------------------

@@ -133,6 +133,9 @@ def test_params_are_checked_against_the_model(shapes, tmp_path):
         make_task(tmp_path, shapes, {"PIPELINE.TASK_PARAMS.MASK_PATTERN": "mask.png"})
     with pytest.raises(ConfigError, match="multiples of 4"):
         make_task(tmp_path, shapes, {"MODEL.MODEL_PARAMS.INPUT_SHAPE": [30, 32, 3]})
+    names = {"PIPELINE.TASK_PARAMS.CLASS_NAMES": ["background", "disc", "disc"]}
+    with pytest.raises(ConfigError, match="CLASS_NAMES.*repeats disc; each class name"):
+        make_task(tmp_path, shapes, names)
 
 
 # --- datasets ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, model_validator
 
-from kerapipe.config import Group
+from kerapipe.config import Group, require_unique
 from kerapipe.errors import ConfigError, DataError
 from kerapipe.images import check_image_files
 from kerapipe.models.base import BaseModelParams, Head
@@ -35,9 +35,7 @@ class ClassificationParams(Group):
                 "give one integer label per class name, in the same order"
             )
         for key, values in (("CLASS_NAMES", names), ("CLASS_LABELS", labels)):
-            repeated = sorted({str(v) for v in values if values.count(v) > 1})
-            if repeated:
-                raise ValueError(f"{key} repeats {', '.join(repeated)}; each must be unique")
+            require_unique(values, "entry", field=key)
         if min(labels) < 0:
             raise ValueError("CLASS_LABELS must be integers >= 0 (the model's output units)")
         return self

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
-from kerapipe.config import Group
+from kerapipe.config import Group, require_unique
 from kerapipe.errors import DataError
 from kerapipe.images import check_image_files, first
 from kerapipe.models.base import BaseModelParams, Head
@@ -41,9 +41,7 @@ class RegressionParams(Group):
     @field_validator("TARGET_COLUMNS")
     @classmethod
     def _columns(cls, columns: list[str]) -> list[str]:
-        repeated = sorted({c for c in columns if columns.count(c) > 1})
-        if repeated:
-            raise ValueError(f"repeats {', '.join(repeated)}; each column must be unique")
+        require_unique(columns, "column")
         reserved = sorted(RESERVED & set(columns))
         if reserved:
             raise ValueError(f"{', '.join(reserved)} is used by the inventory; rename the column")

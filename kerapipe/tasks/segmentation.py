@@ -18,7 +18,7 @@ import pandas as pd
 from PIL import Image
 from pydantic import Field, field_validator
 
-from kerapipe.config import Group
+from kerapipe.config import Group, require_unique
 from kerapipe.errors import ConfigError, DataError
 from kerapipe.images import check_image_files, first
 from kerapipe.models.base import BaseModelParams, Head
@@ -63,9 +63,7 @@ class SegmentationParams(Group):
     @field_validator("CLASS_NAMES")
     @classmethod
     def _unique(cls, names: list[str]) -> list[str]:
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise ValueError(f"repeats {', '.join(repeated)}; each class name must be unique")
+        require_unique(names, "class name")
         if len(names) > 256:
             raise ValueError("an 8-bit mask holds at most 256 classes")
         return names
