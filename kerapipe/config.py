@@ -29,6 +29,9 @@ from kerapipe.registry import (
 )
 
 BUILT_IN_CALLBACKS = {"model_checkpoint", "csv_logger"}
+MAX_SEED = 2**32 - 1  # NumPy, TensorFlow and scikit-learn take seeds below 2**32
+MAX_PARAMS_VALUES = 100_000  # a params file is small; YAML aliases must not blow it up
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485  # Pillow's own limit (about 9459 x 9459)
 
 
 class Group(BaseModel):
@@ -55,12 +58,20 @@ class DataParams(Group):
 class PipelineParams(Group):
     TASK_NAME: str = "classification"
     TASK_PARAMS: dict[str, Any] = Field(default_factory=dict)
+    # Images with more pixels are refused (inventory: a bad image; predict: a status row).
+    MAX_IMAGE_PIXELS: int = Field(DEFAULT_MAX_IMAGE_PIXELS, ge=1)
 
 
 class InventoryParams(Group):
     VALIDATION_SPLIT: float = Field(0.2, gt=0.0, lt=1.0)
-    SEED: int = 0
+    SEED: int = Field(0, le=MAX_SEED)
     FORCE: bool = False
+    # How far the inventory checks each image: decode it fully, read its header, or only
+    # judge its file name (fastest; bad images are then found when training starts).
+    CHECK_IMAGES: Literal["decode", "header", "names"] = "decode"
+    # What the inventory does with an image it cannot read: skip it with a warning (listed
+    # in inventory.json), or fail naming it.
+    BAD_IMAGES: Literal["skip", "fail"] = "skip"
 
 
 class MetricSpec(Group):
@@ -102,7 +113,7 @@ class TrainingParams(Group):
     NUM_EPOCHS: int = Field(10, ge=1)
     LOAD_CHECKPOINT: bool = False
     CALLBACKS: list[CallbackSpec] = Field(default_factory=list)
-    SEED: int = 0
+    SEED: int = Field(0, le=MAX_SEED)
     FORCE: bool = False
     MIXED_PRECISION: bool = False
     DISTRIBUTION: Literal["none", "mirrored"] = "none"
