@@ -1,6 +1,7 @@
 """tf.data input pipelines that stream images from disk: parallel decode and resize, an
 optional cache of the decoded images, seeded shuffle and augmentation, batch and prefetch.
-No Python code runs per image.
+No Python code runs per image, except Pillow's decoder for the files TensorFlow's decoders
+would get wrong (BMP, GIF, CMYK JPEG, palette PNG, WebP, TIFF: see kerapipe/images.py).
 
 Order of the training pipeline: file names -> [shuffle] -> decode + resize to uint8 ->
 [augment] -> batch -> float32 -> prefetch. With a cache the decoded uint8 images are cached
@@ -21,12 +22,23 @@ import numpy as np
 import tensorflow as tf
 
 from kerapipe.augmentations import Augmentation, augment, build_augmentations
+from kerapipe.config import DEFAULT_MAX_IMAGE_PIXELS
+from kerapipe.errors import DataError
+from kerapipe.images import (
+    NATIVE,
+    NATIVE_16,
+    PILLOW,
+    ImageInfo,
+    decode_with_pillow,
+    describe_problems,
+    probe_images,
+)
 
 if TYPE_CHECKING:
     from kerapipe.config import TrainingParams
 
 AUTOTUNE = tf.data.AUTOTUNE
-CACHE_FORMAT = "kerapipe-cache-1"  # part of every cache file name: change it to drop old caches
+CACHE_FORMAT = "kerapipe-cache-2"  # part of every cache file name: change it to drop old caches
 FILE_CACHE_SHUFFLE_BUFFER = 1024  # default buffer of decoded images with a cache on disk
 
 
@@ -66,15 +78,35 @@ class DatasetOptions:
         return self.num_parallel_calls or AUTOTUNE
 
 
-def decode_image(path: tf.Tensor, input_shape: Sequence[int]) -> tf.Tensor:
-    """Read, decode (PNG/JPEG/GIF/BMP) and resize one image to ``input_shape``, as uint8.
+def decode_image(
+    path: tf.Tensor,
+    input_shape: Sequence[int],
+    route: tf.Tensor | int,
+    orientation: tf.Tensor | int = 1,
+    max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+) -> tf.Tensor:
+    """Read, decode and resize one image to ``input_shape``, as uint8.
 
-    Decoding straight to the wanted channel count converts grayscale, RGB and RGBA alike.
-    The resized pixels are rounded back to uint8: a quarter of float32's size to cache and to
-    move between threads.
+    ``route`` and ``orientation`` come from the file's header probe
+    (``kerapipe.images.probe_image``): TensorFlow's own decoders for the PNG and JPEG files
+    they decode as Pillow does, Pillow (in a ``tf.numpy_function``) for the others. Either
+    way the pixels are Pillow's, turned by the EXIF orientation, converted to the wanted
+    channel count as Pillow's ``convert`` does. The resized pixels are rounded back to uint8:
+    a quarter of float32's size to cache and to move between threads.
     """
     height, width, channels = input_shape
-    image = _decode(tf.io.read_file(path), height, width, channels)
+    orientation = tf.cast(orientation, tf.int32)
+    # The size to decode at least, as stored: orientations 5-8 turn the image a quarter.
+    least = tf.where(orientation >= 5, [width, height], [height, width])
+    image = tf.switch_case(
+        tf.cast(route, tf.int32),
+        {
+            NATIVE: lambda: _native(tf.io.read_file(path), least, channels),
+            NATIVE_16: lambda: _native_16(tf.io.read_file(path), channels),
+            PILLOW: lambda: _pillow(path, least, channels, max_pixels),
+        },
+    )
+    image = orient(image, orientation)
     image = tf.image.resize(image, (height, width))
     image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
     image.set_shape((height, width, channels))
@@ -84,36 +116,147 @@ def decode_image(path: tf.Tensor, input_shape: Sequence[int]) -> tf.Tensor:
 JPEG_RATIOS = (1, 2, 4, 8)  # the scales libjpeg can decode at
 
 
-def _decode(contents: tf.Tensor, height: int, width: int, channels: int) -> tf.Tensor:
-    """Decode any supported format; a JPEG much larger than the input is decoded at 1/2,
-    1/4 or 1/8 scale (libjpeg scales in the DCT domain), which is several times faster than a
-    full decode and still leaves at least ``height`` x ``width`` pixels to resize from."""
+def _native(contents: tf.Tensor, least: tf.Tensor, channels: int) -> tf.Tensor:
+    """An 8-bit PNG or a gray/RGB JPEG, with its own channels, then converted.
 
-    def any_format() -> tf.Tensor:
-        return tf.io.decode_image(contents, channels=channels, expand_animations=False)
+    A JPEG much larger than the input is decoded at 1/2, 1/4 or 1/8 scale (libjpeg scales in
+    the DCT domain), several times faster than a full decode and still leaving at least
+    ``least`` pixels to resize from. JPEGs use libjpeg's accurate integer DCT, as Pillow
+    does, so both give the same pixels.
+    """
 
     def scaled_jpeg() -> tf.Tensor:
         size = tf.image.extract_jpeg_shape(contents)
-        scale = tf.minimum(size[0] // height, size[1] // width)
+        scale = tf.minimum(size[0] // least[0], size[1] // least[1])
         branch = tf.reduce_sum(tf.cast(scale >= tf.constant(JPEG_RATIOS[1:]), tf.int32))
-        colours = min(channels, 3)  # JPEG has no alpha: RGBA input gets an opaque one
         decoders = [
-            lambda ratio=ratio: tf.io.decode_jpeg(contents, channels=colours, ratio=ratio)
+            lambda ratio=ratio: tf.io.decode_jpeg(
+                contents, ratio=ratio, dct_method="INTEGER_ACCURATE"
+            )
             for ratio in JPEG_RATIOS
         ]
-        image = tf.switch_case(branch, decoders)
-        if channels == 4:
-            opaque = tf.fill(tf.concat([tf.shape(image)[:2], [1]], 0), tf.constant(255, tf.uint8))
-            image = tf.concat([image, opaque], axis=-1)
-        return image
+        return tf.switch_case(branch, decoders)
 
     is_jpeg = tf.equal(tf.strings.substr(contents, 0, 3), b"\xff\xd8\xff")
-    return tf.cond(is_jpeg, scaled_jpeg, any_format)
+    image = tf.cond(is_jpeg, scaled_jpeg, lambda: tf.io.decode_png(contents))
+    return convert(image, channels)
 
 
-def load_image(path: tf.Tensor, input_shape: Sequence[int]) -> tf.Tensor:
+def _native_16(contents: tf.Tensor, channels: int) -> tf.Tensor:
+    """A 16-bit PNG, scaled to 8 bits (value / 257, rounded: 65535 is 255), then converted."""
+    image = tf.cast(tf.io.decode_png(contents, dtype=tf.uint16), tf.float32)
+    return convert(tf.cast(tf.round(image / 257.0), tf.uint8), channels)
+
+
+def _pillow(path: tf.Tensor, least: tf.Tensor, channels: int, max_pixels: int | None):
+    """Pillow's decoding (``kerapipe.images.decode_with_pillow``), in the parallel map.
+
+    A failure becomes an InvalidArgumentError naming the file and Pillow's reason, as a
+    failed native decode does (training names the files; prediction skips the element).
+    """
+
+    def run(name: bytes, size: np.ndarray) -> tuple[np.ndarray, bytes]:
+        path = os.fsdecode(np.asarray(name).item())  # bytes (a 0-d array when eager)
+        try:
+            pixels = decode_with_pillow(path, channels, (int(size[0]), int(size[1])), max_pixels)
+        except ValueError as err:
+            return np.zeros((0, 0, channels), np.uint8), str(err).encode()
+        return pixels, b""
+
+    image, problem = tf.numpy_function(run, [path, least], (tf.uint8, tf.string), stateful=False)
+    checked = tf.debugging.Assert(
+        tf.equal(problem, b""), ["kerapipe cannot decode", path, problem], name="pillow_decode"
+    )
+    with tf.control_dependencies([checked]):
+        image = tf.identity(image)
+    image.set_shape((None, None, channels))
+    return image
+
+
+def convert(image: tf.Tensor, channels: int) -> tf.Tensor:
+    """``image`` (uint8, 1-4 channels: gray, gray+alpha, RGB, RGBA) with ``channels``
+    channels, as Pillow's ``convert("L"/"RGB"/"RGBA")`` gives them: gray from colour by
+    Pillow's ITU-R 601-2 luma in its integer arithmetic, alpha dropped or made opaque."""
+
+    def gray(rgb: tf.Tensor) -> tf.Tensor:
+        r, g, b = (tf.cast(rgb[..., i], tf.int32) for i in range(3))
+        luma = tf.bitwise.right_shift(r * 19595 + g * 38470 + b * 7471 + 0x8000, 16)
+        return tf.cast(luma, tf.uint8)[..., None]
+
+    def opaque() -> tf.Tensor:
+        return tf.fill(tf.concat([tf.shape(image)[:2], [1]], 0), tf.constant(255, tf.uint8))
+
+    def tile(one: tf.Tensor) -> tf.Tensor:
+        return tf.concat([one, one, one], axis=-1)
+
+    first_channel, alpha = image[..., :1], image[..., -1:]
+    options = {
+        1: [lambda: image, lambda: first_channel, lambda: gray(image), lambda: gray(image)],
+        3: [
+            lambda: tile(image),
+            lambda: tile(first_channel),
+            lambda: image,
+            lambda: image[..., :3],
+        ],
+        4: [
+            lambda: tf.concat([tile(image), opaque()], -1),
+            lambda: tf.concat([tile(first_channel), alpha], -1),
+            lambda: tf.concat([image, opaque()], -1),
+            lambda: image,
+        ],
+    }[channels]
+    converted = tf.switch_case(tf.shape(image)[-1] - 1, options)
+    converted.set_shape((None, None, channels))
+    return converted
+
+
+def orient(image: tf.Tensor, orientation: tf.Tensor | int) -> tf.Tensor:
+    """``image`` turned by its EXIF orientation (1-8), as ``PIL.ImageOps.exif_transpose``."""
+
+    def transposed() -> tf.Tensor:
+        return tf.transpose(image, [1, 0, 2])
+
+    turns = [
+        lambda: image,  # 1: as stored
+        lambda: tf.reverse(image, [1]),  # 2: mirrored left-right
+        lambda: tf.reverse(image, [0, 1]),  # 3: rotated 180
+        lambda: tf.reverse(image, [0]),  # 4: mirrored top-bottom
+        transposed,  # 5: transposed
+        lambda: tf.reverse(transposed(), [1]),  # 6: rotated 90 clockwise
+        lambda: tf.reverse(transposed(), [0, 1]),  # 7: transversed
+        lambda: tf.reverse(transposed(), [0]),  # 8: rotated 90 counter-clockwise
+    ]
+    index = tf.clip_by_value(tf.cast(orientation, tf.int32) - 1, 0, 7)
+    return tf.switch_case(index, turns)
+
+
+def load_image(path: tf.Tensor, input_shape: Sequence[int], route, orientation=1) -> tf.Tensor:
     """:func:`decode_image` as float32 0-255, the models' input."""
-    return tf.cast(decode_image(path, input_shape), tf.float32)
+    return tf.cast(decode_image(path, input_shape, route, orientation), tf.float32)
+
+
+def readable_images(
+    paths: Sequence[str], max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+) -> list[ImageInfo]:
+    """The header probe of every image of a training or validation set, in order; one
+    DataError naming the files it refuses (before the first epoch, never a traceback)."""
+    infos = probe_images(paths, max_pixels)
+    bad = {info.path: info.problem for info in infos if info.problem}
+    if bad:
+        raise DataError(
+            f"{len(bad)} image(s) in the inventory cannot be decoded: {describe_problems(bad)}. "
+            "Re-export or remove them, or let the inventory leave them out: "
+            "INVENTORY.CHECK_IMAGES: decode (or header) with INVENTORY.BAD_IMAGES: skip, then "
+            "rerun inventory and train."
+        )
+    return infos
+
+
+def _routes(infos: Sequence[ImageInfo]) -> tuple[tf.Tensor, tf.Tensor]:
+    """The decode route and EXIF orientation of each image, as int32 tensors."""
+    routes = tf.constant([info.route for info in infos], dtype=tf.int32, shape=[len(infos)])
+    turns = tf.constant([info.orientation for info in infos], dtype=tf.int32, shape=[len(infos)])
+    return routes, turns
 
 
 def image_dataset(
@@ -123,24 +266,32 @@ def image_dataset(
     batch_size: int,
     shuffle_seed: int | None = None,
     options: DatasetOptions | None = None,
+    max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> tf.data.Dataset:
     """Batches of ``(image, target)``, or of images alone when ``targets`` is None.
 
-    With ``shuffle_seed`` the order is reshuffled every epoch, reproducibly, and the
-    augmentations in ``options`` draw their per-image seeds from the same seed (different
-    every epoch, the same in every run). Without a cache the shuffle runs over file names,
-    before decoding, so even a full buffer costs no image memory. Images are float32 0-255.
+    Every file's header is read first (in a thread pool), to pick its decoder and find its
+    EXIF orientation; a file that cannot be read, or has more than ``max_pixels`` pixels,
+    is one DataError here, before any training. With ``shuffle_seed`` the order is
+    reshuffled every epoch, reproducibly, and the augmentations in ``options`` draw their
+    per-image seeds from the same seed (different every epoch, the same in every run).
+    Without a cache the shuffle runs over file names, before decoding, so even a full buffer
+    costs no image memory. Images are float32 0-255.
     """
     options = options or DatasetOptions()
     paths = [str(p) for p in paths]
+    routes, turns = _routes(readable_images(paths, max_pixels))
     has_targets = targets is not None
-    elements = tf.constant(paths, dtype=tf.string)
-    dataset = tf.data.Dataset.from_tensor_slices((elements, targets) if has_targets else elements)
+    files = (tf.constant(paths, dtype=tf.string, shape=[len(paths)]), routes, turns)
+    dataset = tf.data.Dataset.from_tensor_slices((files, targets) if has_targets else files)
 
     def on_image(fn):
         return (lambda image, target: (fn(image), target)) if has_targets else fn
 
-    decode = on_image(lambda path: decode_image(path, input_shape))
+    def decode_file(path, route, orientation):
+        return decode_image(path, input_shape, route, orientation, max_pixels)
+
+    decode = (lambda file, target: (decode_file(*file), target)) if has_targets else decode_file
     shuffle = shuffle_seed is not None
     if options.cache == "none":
         if shuffle:
@@ -173,6 +324,39 @@ def image_dataset(
 
     dataset = dataset.batch(batch_size)
     dataset = dataset.map(on_image(lambda batch: tf.cast(batch, tf.float32)))
+    return dataset.prefetch(AUTOTUNE)
+
+
+def prediction_dataset(
+    infos: Sequence[ImageInfo],
+    input_shape: Sequence[int],
+    batch_size: int,
+    max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+) -> tf.data.Dataset:
+    """Batches of ``(indices, images)`` for prediction: the images whose header probe passed,
+    each with its position in ``infos``, in order.
+
+    An image that still fails to decode (a truncated JPEG, say) is dropped by
+    ``ignore_errors`` before batching, so one bad file never stops the run and every batch
+    holds good images only; the caller names the positions that never came. Each image is
+    decoded once.
+    """
+    keep = [i for i, info in enumerate(infos) if info.ok]
+    chosen = [infos[i] for i in keep]
+    routes, turns = _routes(chosen)
+    files = (
+        tf.constant(keep, dtype=tf.int64, shape=[len(keep)]),
+        tf.constant([info.path for info in chosen], dtype=tf.string, shape=[len(keep)]),
+        routes,
+        turns,
+    )
+
+    def decode(index, path, route, orientation):
+        return index, decode_image(path, input_shape, route, orientation, max_pixels)
+
+    dataset = tf.data.Dataset.from_tensor_slices(files).map(decode, num_parallel_calls=AUTOTUNE)
+    dataset = dataset.ignore_errors().batch(batch_size)
+    dataset = dataset.map(lambda index, batch: (index, tf.cast(batch, tf.float32)))
     return dataset.prefetch(AUTOTUNE)
 
 

@@ -1,17 +1,88 @@
-"""Image file checks that need no TensorFlow: which files are images, and is the header sane."""
+"""Image files without TensorFlow: which files are images, what their headers say, how each
+one must be decoded, the checks the inventory runs on them, and Pillow's decoding of the
+files that TensorFlow's own decoders would get wrong.
+
+A header probe (``probe_image``) opens a file with Pillow, which reads only the header: the
+format, the pixel mode, the size and the EXIF orientation. From those it picks the file's
+*route*: TensorFlow's fast native decoder for the files it decodes as Pillow does (8-bit
+gray, gray+alpha, RGB and RGBA PNG; gray and RGB JPEG), its 16-bit PNG decoder for 16-bit
+PNGs (scaled to 8 bits), and Pillow for every other file (BMP, GIF, palette and low-bit PNG,
+PNG with a transparent colour, CMYK JPEG, WebP, TIFF). Whatever the route, the pixels are
+Pillow's: ``ImageOps.exif_transpose`` then ``convert("L"/"RGB"/"RGBA")``, 16-bit values
+divided by 257 (see kerapipe/datasets.py, which applies the orientation for every route).
+
+kerapipe refuses images larger than ``PIPELINE.MAX_IMAGE_PIXELS`` itself, from the header,
+before anything is decoded; Pillow's own decompression-bomb check is turned off for that
+reason, so the param decides alone.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from kerapipe.config import DEFAULT_MAX_IMAGE_PIXELS
 from kerapipe.errors import DataError
 
-# The formats tf.io.decode_image reads, by extension and by their first bytes.
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif"})
-_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
-_CHUNK = 2048  # files per task of the header-reading thread pool
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image as PILImage
+
+log = logging.getLogger(__name__)
+
+# The image files kerapipe reads, by extension, and the Pillow plug-ins that may open them
+# (the JPEG one also opens MPO: a camera JPEG holding more than one picture, the first being
+# the photo). No other plug-in runs on a user's file.
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
+FORMAT_NAMES = "PNG, JPEG, BMP, GIF, WebP or TIFF"
+
+# How a file is decoded (kerapipe/datasets.py); chosen per file by ``probe_image``.
+NATIVE = 0  # TensorFlow's PNG/JPEG decoder: 8-bit gray, gray+alpha, RGB, RGBA
+NATIVE_16 = 1  # TensorFlow's 16-bit PNG decoder, scaled to 8 bits (value / 257)
+PILLOW = 2  # Pillow, inside the tf.data map (tf.numpy_function)
+
+CheckLevel = Literal["decode", "header", "names"]
+ORIENTATION_TAG = 0x0112  # EXIF Orientation: 1 as stored, 2-8 flipped and/or rotated
+_PNG_COLOUR_TYPES = {0, 2, 4, 6}  # IHDR colour types: gray, RGB, gray+alpha, RGBA
+_SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
+_CHUNK = 512  # files per task of the checking thread pool
+_ANY = TypeVar("_ANY")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header of one image file says, and how to decode it.
+
+    Args:
+        path: the file.
+        route: ``NATIVE``, ``NATIVE_16`` or ``PILLOW``.
+        orientation: the EXIF orientation, 1-8 (1: as stored).
+        size: ``(width, height)`` as stored, before the orientation is applied.
+        problem: why the file cannot be used ("too large: ...", "not an image: ..."), or
+            None when it can.
+    """
+
+    path: str
+    route: int = PILLOW
+    orientation: int = 1
+    size: tuple[int, int] = (0, 0)
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    @property
+    def oriented_size(self) -> tuple[int, int]:
+        """``(width, height)`` as the image is seen, after its EXIF orientation (5-8 turn it
+        a quarter, swapping the two)."""
+        width, height = self.size
+        return (height, width) if self.orientation >= 5 else (width, height)
 
 
 def is_image_name(path: str) -> bool:
@@ -22,69 +93,263 @@ def is_image_name(path: str) -> bool:
     return dot > 0 and path[dot - 1] != "/" and path[dot:].lower() in IMAGE_EXTENSIONS
 
 
-def has_image_header(head: bytes) -> bool:
-    return head.startswith(_SIGNATURES)
+def keep_images(paths: list[str], key: str) -> list[str]:
+    """The paths with an image's file name, in order. The others (a stray ``notes.txt``) are
+    skipped with one warning naming them, as Keras' ``image_dataset_from_directory`` skips
+    files that are not images."""
+    images = list(filter(is_image_name, paths))
+    if len(images) < len(paths):
+        warn_not_images([p for p in paths if not is_image_name(p)], key)
+    return images
 
 
-def check_image_files(paths: list[str], read_head, key: str, read_contents: bool = True) -> None:
-    """Raise one DataError listing files that are not images or (with ``read_contents``)
-    whose first bytes are not an image's.
-
-    ``read_head(path)`` returns the first bytes of a file (from the data source).
-    """
-    not_images = [p for p in paths if not is_image_name(p)]
-    if not_images:
-        raise DataError(
-            f"{key}: {len(not_images)} file(s) are not images ({first(not_images)}). "
-            f"Only {', '.join(sorted(IMAGE_EXTENSIONS))} files are read; move the others out "
-            "of the data folder."
-        )
-    if not read_contents:
-        return
-    heads = read_heads(paths, read_head)
-    unreadable = [p for p, head in zip(paths, heads, strict=True) if not has_image_header(head)]
-    if unreadable:
-        raise DataError(
-            f"{key}: {len(unreadable)} image(s) cannot be decoded: their contents are not a "
-            f"PNG, JPEG, GIF or BMP image ({first(unreadable)}). Re-export or remove them."
+def warn_not_images(others: Sequence[str], key: str) -> None:
+    """One warning for all the files skipped for not being images (none: no warning)."""
+    if others:
+        log.warning(
+            "%s: skipped %d file(s) that are not images: %s. Only %s files are read.",
+            key,
+            len(others),
+            first(list(others)),
+            ", ".join(sorted(IMAGE_EXTENSIONS)),
         )
 
 
-def read_heads(paths: list[str], read_head: Callable[[str], bytes]) -> list[bytes]:
-    """``read_head(path)`` for every path, in order: in a small thread pool for many files
-    (threads overlap the open/read system calls, and the latency of remote sources), with a
-    progress bar on a terminal when it takes more than a second (none in CI logs)."""
-    if len(paths) <= _CHUNK:
-        return [read_head(p) for p in paths]
-    from tqdm import tqdm
+def _pillow() -> Any:
+    """PIL.Image, with Pillow's own decompression-bomb check off: kerapipe refuses large
+    images itself, from the header, at ``PIPELINE.MAX_IMAGE_PIXELS`` (which may be set
+    above Pillow's limit)."""
+    from PIL import Image
 
-    chunks = [paths[i : i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
-    heads: list[bytes] = []
-    with (
-        ThreadPoolExecutor(max(2, min(4, os.cpu_count() or 1))) as pool,
-        tqdm(total=len(paths), unit="file", desc="checking images", disable=None, delay=1) as bar,
-    ):
-        for part in pool.map(lambda chunk: [read_head(p) for p in chunk], chunks):
-            heads += part
-            bar.update(len(part))
-    return heads
+    Image.MAX_IMAGE_PIXELS = None
+    return Image
+
+
+def probe_image(path: str, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> ImageInfo:
+    """Read the header of ``path`` (Pillow decodes nothing yet) and say how to decode it, or
+    what is wrong with it. Never raises for a bad file: the problem is in the result."""
+    image_module = _pillow()
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(32)
+            handle.seek(0)
+            with image_module.open(handle, formats=FORMATS) as image:
+                return _describe(path, image, head, max_pixels)
+    except OSError as err:
+        return ImageInfo(path, problem=_open_problem(err))
+    except (SyntaxError, ValueError, TypeError, IndexError, KeyError, EOFError) as err:
+        return ImageInfo(path, problem=f"damaged header: {_text(err)}")
+
+
+def _open_problem(err: OSError, otherwise: str = "damaged header") -> str:
+    """A short reason for an OSError from Pillow or the system."""
+    from PIL import UnidentifiedImageError
+
+    if isinstance(err, UnidentifiedImageError):
+        return f"not an image: not a {FORMAT_NAMES} file (or a damaged one)"
+    if err.strerror:  # the system's words: missing file, dangling link, no permission
+        return f"unreadable: {err.strerror.lower()}"
+    return f"{otherwise}: {_text(err)}"
+
+
+def _describe(path: str, image: PILImage.Image, head: bytes, max_pixels: int | None) -> ImageInfo:
+    size = image.size
+    if max_pixels is not None and size[0] * size[1] > max_pixels:
+        return ImageInfo(path, size=size, problem=_too_large(size, max_pixels))
+    return ImageInfo(path, _route(image, head), _orientation(image), size)
+
+
+def _too_large(size: tuple[int, int], max_pixels: int) -> str:
+    width, height = size
+    return (
+        f"too large: {width}x{height} is {width * height} pixels, over "
+        f"PIPELINE.MAX_IMAGE_PIXELS ({max_pixels})"
+    )
+
+
+def _route(image: PILImage.Image, head: bytes) -> int:
+    """NATIVE where TensorFlow decodes the file exactly as Pillow does, NATIVE_16 for 16-bit
+    PNGs (whose full values Pillow would cut to their high byte for RGB), PILLOW otherwise."""
+    if image.format in ("JPEG", "MPO"):  # CMYK JPEGs go to Pillow
+        return NATIVE if image.mode in ("L", "RGB") else PILLOW
+    if image.format != "PNG":
+        return PILLOW
+    # IHDR: bit depth at byte 24, colour type at 25. A transparent colour (tRNS) and palette
+    # or 1-4 bit images go to Pillow, which turns them into gray/RGB/RGBA as its convert does.
+    depth, colour = (head[24], head[25]) if len(head) > 25 else (0, 3)
+    if colour not in _PNG_COLOUR_TYPES or "transparency" in image.info:
+        return PILLOW
+    return {8: NATIVE, 16: NATIVE_16}.get(depth, PILLOW)
+
+
+def _orientation(image: PILImage.Image) -> int:
+    """The EXIF orientation ``ImageOps.exif_transpose`` would apply (1 if none or invalid).
+
+    A PNG's EXIF comes before its pixels or after them; Pillow reads the later kind only by
+    decoding the whole file, so the probe reads only the earlier one (the usual place)."""
+    if image.format == "PNG" and not {"exif", "XML:com.adobe.xmp", "xmp"} & image.info.keys():
+        return 1
+    try:
+        orientation = image.getexif().get(ORIENTATION_TAG, 1)
+    except Exception:  # a damaged EXIF block: read as no orientation
+        return 1
+    return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+
+
+def probe_images(
+    paths: Sequence[str], max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+) -> list[ImageInfo]:
+    """``probe_image`` for every path, in order, in a small thread pool."""
+    return in_threads(lambda path: probe_image(path, max_pixels), paths, "reading image headers")
+
+
+def find_bad_images(
+    paths: Sequence[str], level: CheckLevel, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+) -> dict[str, str]:
+    """``{path: problem}`` for the images that fail the check ``level``: ``header`` reads
+    each header (a file Pillow cannot open, a damaged header, too many pixels), ``decode``
+    also decodes each image fully with Pillow (a truncated or corrupt file), ``names``
+    checks nothing. In a thread pool: Pillow decodes with the GIL released."""
+    if level == "names":
+        return {}
+    check = check_decode if level == "decode" else check_header
+    problems = in_threads(lambda path: check(path, max_pixels), paths, "checking images")
+    return {path: problem for path, problem in zip(paths, problems, strict=True) if problem}
+
+
+def check_header(path: str, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> str | None:
+    """What is wrong with the header of ``path``, or None."""
+    return probe_image(path, max_pixels).problem
+
+
+def check_decode(path: str, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> str | None:
+    """What stops Pillow from decoding ``path`` fully, or None. A large JPEG is decoded at
+    1/8 scale: every byte is still read and checked, with an eighth of the work."""
+    image_module = _pillow()
+    try:
+        with image_module.open(path, formats=FORMATS) as image:
+            if max_pixels is not None and image.width * image.height > max_pixels:
+                return _too_large(image.size, max_pixels)
+            if image.format in ("JPEG", "MPO"):
+                image.draft(None, (max(1, image.width // 8), max(1, image.height // 8)))
+            image.load()
+    except OSError as err:
+        return _open_problem(err, otherwise="undecodable")
+    except Exception as err:  # Pillow's plugins raise many kinds on bad data
+        return f"undecodable: {_text(err)}"
+    return None
 
 
 def undecodable_images(paths: list[str]) -> list[str]:
     """The files Pillow cannot fully decode: the slow check, run only after a decode failure."""
-    from PIL import Image
+    return list(find_bad_images(paths, "decode", max_pixels=None))
 
-    bad = []
-    for path in paths:
+
+def decode_with_pillow(
+    path: str,
+    channels: int,
+    least: tuple[int, int] | None = None,
+    max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+) -> np.ndarray:
+    """The pixels of ``path`` as Pillow decodes them, uint8 ``(height, width, channels)``,
+    as stored (the EXIF orientation is not applied: the caller does it, for every route).
+
+    GIF and other animations give their first frame; 16-bit images are divided by 257;
+    ``channels`` 1, 3 or 4 convert as Pillow's ``convert("L"/"RGB"/"RGBA")`` (CMYK to RGB
+    included; an image without alpha gets an opaque one). ``least`` = ``(height, width)``
+    lets a large JPEG decode at 1/2, 1/4 or 1/8 scale while keeping at least that size, as
+    the native route does. Raises ValueError naming the file on any failure.
+    """
+    image_module = _pillow()
+    try:
+        with image_module.open(path, formats=FORMATS) as image:
+            if max_pixels is not None and image.width * image.height > max_pixels:
+                raise ValueError(_too_large(image.size, max_pixels))
+            if least and image.format in ("JPEG", "MPO"):
+                image.draft(None, (max(1, least[1]), max(1, least[0])))
+            return pillow_pixels(image, channels)
+    except ValueError:
+        raise
+    except Exception as err:  # reported as one kind, with the file named
+        raise ValueError(f"{path}: {_text(err)}") from None
+
+
+def pillow_pixels(image: PILImage.Image, channels: int) -> np.ndarray:
+    """``image`` (first frame) as uint8 ``(height, width, channels)`` with Pillow's
+    conversions; 16-bit gray scaled by 1/257 rather than clipped as Pillow's convert does."""
+    import numpy as np
+
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[channels]
+    if image.mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        gray = np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)
+        image = _pillow().fromarray(gray, mode="L")
+    if image.mode != mode:
         try:
-            with Image.open(path) as image:
-                image.load()
-        except (OSError, SyntaxError, ValueError):
-            bad.append(path)
-    return bad
+            image = image.convert(mode)
+        except ValueError:  # no direct conversion (e.g. from LAB): through RGB
+            image = image.convert("RGB").convert(mode)
+    pixels = np.asarray(image, dtype=np.uint8)
+    return pixels.reshape(*pixels.shape[:2], channels)
+
+
+def in_threads(
+    function: Callable[[_ANY], Any], items: Sequence[_ANY], desc: str = "checking images"
+) -> list[Any]:
+    """``function(item)`` for every item, in order: in a small thread pool for many items
+    (threads overlap the open/read system calls, Pillow's decoding, and the latency of
+    remote sources), with a progress bar on a terminal when it takes more than a second
+    (none in CI logs)."""
+    if len(items) <= 8:
+        return [function(item) for item in items]
+    from tqdm import tqdm
+
+    size = max(8, min(_CHUNK, len(items) // (4 * _workers())))
+    chunks = [items[i : i + size] for i in range(0, len(items), size)]
+    results: list[Any] = []
+    with (
+        ThreadPoolExecutor(_workers()) as pool,
+        tqdm(total=len(items), unit="file", desc=desc, disable=None, delay=1) as bar,
+    ):
+        for part in pool.map(lambda chunk: [function(item) for item in chunk], chunks):
+            results += part
+            bar.update(len(part))
+    return results
+
+
+def _workers() -> int:
+    return max(2, min(8, os.cpu_count() or 1))
+
+
+def describe_problems(problems: dict[str, str] | Iterable[tuple[str, str]], count: int = 3) -> str:
+    """``path (problem)`` for the first ``count`` files, and how many more (for messages)."""
+    items = list(problems.items() if isinstance(problems, dict) else problems)
+    return first([f"{path} ({problem})" for path, problem in items], count)
+
+
+def _text(err: BaseException) -> str:
+    return str(err).strip() or type(err).__name__
 
 
 def first(paths: list[str], count: int = 5) -> str:
     """The first ``count`` paths, comma-separated, and how many more there are (for errors)."""
     shown = ", ".join(paths[:count])
     return shown + (f", and {len(paths) - count} more" if len(paths) > count else "")
+
+
+def refuse_or_skip(problems: dict[str, str], policy: str, key: str, listed_in: str = "") -> None:
+    """Handle the images that failed the check by ``INVENTORY.BAD_IMAGES``: ``fail`` raises
+    one DataError naming them and the fix; ``skip`` logs one warning naming them (the
+    caller leaves them out)."""
+    if not problems:
+        return
+    shown = describe_problems(problems)
+    if policy == "fail":
+        raise DataError(
+            f"{key}: {len(problems)} image(s) cannot be read: {shown}. Re-export or remove "
+            "them, or set INVENTORY.BAD_IMAGES: skip to leave them out of the inventory."
+        )
+    where = f" (listed in {listed_in})" if listed_in else ""
+    log.warning(
+        "%s: skipped %d image(s) that cannot be read%s: %s.", key, len(problems), where, shown
+    )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from kerapipe.config import Params, resolve_seed
 from kerapipe.errors import DataError
+from kerapipe.images import describe_problems, find_bad_images, refuse_or_skip
 from kerapipe.sources import get_source
 from kerapipe.tasks.base import get_task
 
@@ -42,9 +43,46 @@ def scan_data(params: Params) -> pd.DataFrame:
 
 
 def count_data(params: Params) -> int:
-    """Walk and check the data folder as ``scan_data`` does; return the number of examples
-    (``kerapipe validate``: the task may skip building the table, and pandas)."""
-    return get_task(params).check_data(*_data_dir(params))
+    """Walk and check the data folder as ``scan_data`` does, and read each image's header
+    (unless ``INVENTORY.CHECK_IMAGES`` is ``names``); return the number of examples the
+    inventory would keep (``kerapipe validate``: the task may skip building the table, and
+    pandas). Images that cannot be read fail or are counted out by ``BAD_IMAGES``."""
+    source, data_dir = _data_dir(params)
+    paths = get_task(params).check_data(source, data_dir)
+    level = "names" if params.INVENTORY.CHECK_IMAGES == "names" else "header"
+    problems = find_bad_images(
+        [source.local_path(p) for p in paths], level, params.PIPELINE.MAX_IMAGE_PIXELS
+    )
+    refuse_or_skip(problems, params.INVENTORY.BAD_IMAGES, "DATA.INVENTORY_DATA_DIR")
+    return len(paths) - len(problems)
+
+
+def check_images(params: Params, table: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
+    """The rows of ``table`` whose image passes ``INVENTORY.CHECK_IMAGES`` (``decode``: Pillow
+    decodes it fully; ``header``: its header reads, within ``PIPELINE.MAX_IMAGE_PIXELS``;
+    ``names``: no check), and ``{"filepath", "reason"}`` for each one left out.
+
+    ``INVENTORY.BAD_IMAGES: fail`` refuses them instead, in one DataError naming them. Done
+    before the split, so a bad file never reaches training, where it would stop a run.
+    """
+    level = params.INVENTORY.CHECK_IMAGES
+    if level == "names":
+        return table, []
+    source = get_source(params.DATA.INVENTORY_DATA_SOURCE)
+    paths = list(table.filepath)
+    local = [source.local_path(p) for p in paths]
+    found = find_bad_images(local, level, params.PIPELINE.MAX_IMAGE_PIXELS)
+    problems = {p: found[q] for p, q in zip(paths, local, strict=True) if q in found}
+    refuse_or_skip(
+        problems, params.INVENTORY.BAD_IMAGES, "DATA.INVENTORY_DATA_DIR", "inventory.json"
+    )
+    if problems and len(problems) == len(paths):
+        raise DataError(
+            f"DATA.INVENTORY_DATA_DIR: none of the {len(paths)} images can be read "
+            f"({describe_problems(problems)}). Check the folder holds the images you expect."
+        )
+    kept = table[~table.filepath.isin(problems.keys())].reset_index(drop=True)
+    return kept, [{"filepath": p, "reason": why} for p, why in problems.items()]
 
 
 def _data_dir(params: Params):
@@ -68,12 +106,14 @@ def run_inventory(params: Params) -> InventoryResult:
         return InventoryResult(path, rows, seed=None, reused=True)
 
     seed = resolve_seed(params.INVENTORY.SEED)
-    table = get_task(params).split(scan_data(params), params.INVENTORY.VALIDATION_SPLIT, seed)
+    table, skipped = check_images(params, scan_data(params))
+    table = get_task(params).split(table, params.INVENTORY.VALIDATION_SPLIT, seed)
     out_source.write_text(path, csv_text(table))
     summary = {
         "seed": seed,
         "validation_split": params.INVENTORY.VALIDATION_SPLIT,
         "rows": table.split.value_counts().sort_index().to_dict(),
+        "skipped": skipped,  # images left out by INVENTORY.CHECK_IMAGES, with the reason
     }
     out_source.write_text(summary_path(params), json.dumps(summary, indent=2) + "\n")
     log.info("Wrote %s: %d rows (seed %d).", path, len(table), seed)

@@ -1,20 +1,23 @@
 """Stage 3: run the trained model over every image under PREDICTION_DATA_DIR and write one
-result row per image."""
+result row per image. An image that cannot be read (damaged, too large, a dangling link) gets
+its row too, with the reason in its ``status`` and no outputs; it never stops the run."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from kerapipe.artifacts import ModelPaths, load_model
 from kerapipe.config import Params
+from kerapipe.images import ImageInfo, describe_problems, find_bad_images, probe_images
 from kerapipe.sources import get_source
 from kerapipe.tasks.base import get_task
 
 log = logging.getLogger(__name__)
+OK = "ok"  # the status of an image that was predicted
 
 
 @dataclass(frozen=True)
@@ -31,17 +34,50 @@ def run_prediction(params: Params) -> PredictionResult:
     paths = task.prediction_inputs(source, params.DATA.PREDICTION_DATA_DIR)
     model_paths = ModelPaths.from_params(params)
     model = load_model(model_paths.model, model_paths.format)
-    local_paths = [source.local_path(p) for p in paths]
-    batches = single_pass(task.prediction_dataset(local_paths, params.TRAINING.BATCH_SIZE))
-    outputs = predict_batches(model, batches, total=len(paths))
-    out = task.write_predictions(source, params.DATA.PREDICTION_OUTPUT_DIR, paths, outputs)
+    # Each header is read once, to pick its decoder; a file it refuses (too many pixels, not
+    # an image, a dangling link) gets its row with the reason and is never decoded.
+    infos = probe_images([source.local_path(p) for p in paths], params.PIPELINE.MAX_IMAGE_PIXELS)
+    statuses = [info.problem or OK for info in infos]
+    batches = single_pass(task.prediction_dataset(infos, params.TRAINING.BATCH_SIZE))
+    outputs = predict_batches(model, batches, total=statuses.count(OK))
+    outputs = note_failures(outputs, infos, statuses)
+    out = task.write_predictions(
+        source, params.DATA.PREDICTION_OUTPUT_DIR, paths, outputs, statuses
+    )
+    bad = {path: status for path, status in zip(paths, statuses, strict=True) if status != OK}
+    if bad:
+        log.warning(
+            "%d of %d image(s) could not be predicted; their rows in %s give the reason in "
+            "'status' and have no outputs: %s.",
+            len(bad),
+            len(paths),
+            out,
+            describe_problems(bad),
+        )
     log.info("Wrote %s: %d rows.", out, len(paths))
     return PredictionResult(out, len(paths))
 
 
-def predict_batches(model, batches, total: int) -> Iterator[np.ndarray]:
-    """The model's outputs, one array per batch, as they are computed, with a progress bar
-    on a terminal (none when output is not a TTY, as in CI logs).
+def note_failures(
+    batches: Iterable[tuple[np.ndarray, np.ndarray]], infos: list[ImageInfo], statuses: list[str]
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``batches`` passed on as they come; once they end, the images that passed the header
+    probe but never came (the dataset dropped them when their decoding failed) get their
+    reason in ``statuses``, from Pillow's full decode of those few files only."""
+    came: set[int] = set()
+    for indices, outputs in batches:
+        came.update(indices.tolist())
+        yield indices, outputs
+    missing = [i for i, status in enumerate(statuses) if status == OK and i not in came]
+    if missing:
+        found = find_bad_images([infos[i].path for i in missing], "decode", max_pixels=None)
+        for i in missing:
+            statuses[i] = found.get(infos[i].path, "undecodable: TensorFlow cannot decode it")
+
+
+def predict_batches(model, batches, total: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(indices, outputs)`` for each batch of ``(indices, images)``, as they are computed,
+    with a progress bar on a terminal (none when output is not a TTY, as in CI logs).
 
     The task writes each batch as it comes, so outputs never pile up in memory (segmentation
     score maps are height x width x classes floats per image). Each batch runs through one
@@ -53,10 +89,10 @@ def predict_batches(model, batches, total: int) -> Iterator[np.ndarray]:
 
     step = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
     with tqdm(total=total, unit="image", desc="predicting", disable=None, delay=1) as bar:
-        for batch in batches:
+        for indices, batch in batches:
             output = _as_array(step(batch))
             bar.update(len(output))
-            yield output
+            yield np.asarray(indices), output
 
 
 def _as_array(output) -> np.ndarray:

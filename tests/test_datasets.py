@@ -307,19 +307,19 @@ class _Terminal:
 def test_checking_many_files_shows_progress_only_on_a_terminal(monkeypatch, capsys):
     import time
 
-    from kerapipe.images import read_heads
+    from kerapipe.images import in_threads
 
     paths = [f"f{i}.png" for i in range(3000)]
 
-    def slow_head(path):
-        time.sleep(0.0005)  # long enough for the bar's one-second delay
-        return b"\x89PNG\r\n\x1a\n"
+    def slow_check(path):
+        time.sleep(0.001)  # long enough for the bar's one-second delay
+        return path.upper()
 
-    assert read_heads(paths, slow_head) == [slow_head(p) for p in paths[:1]] * len(paths)
+    assert in_threads(slow_check, paths) == [p.upper() for p in paths]  # in order
     assert capsys.readouterr().err == ""  # not a TTY (as in CI): quiet
     terminal = _Terminal()
     monkeypatch.setattr("sys.stderr", terminal)
-    read_heads(paths, slow_head)
+    in_threads(slow_check, paths)
     assert "checking images" in terminal.text and "3000/3000" in terminal.text
 
 
@@ -331,6 +331,7 @@ def test_large_jpeg_is_decoded_at_a_reduced_scale_close_to_a_full_decode(tmp_pat
     from PIL import Image
 
     from kerapipe.datasets import decode_image
+    from kerapipe.images import NATIVE, probe_image
 
     ramp = np.linspace(0, 255, 400)
     pixels = np.stack(
@@ -345,7 +346,8 @@ def test_large_jpeg_is_decoded_at_a_reduced_scale_close_to_a_full_decode(tmp_pat
     Image.fromarray(pixels).save(buffer, "JPEG", quality=95)
     path = tmp_path / "big.jpg"
     path.write_bytes(buffer.getvalue())
-    fast = decode_image(tf.constant(str(path)), (48, 48, channels)).numpy().astype(float)
+    assert probe_image(str(path)).route == NATIVE
+    fast = decode_image(tf.constant(str(path)), (48, 48, channels), NATIVE).numpy().astype(float)
     colours = min(channels, 3)
     full = tf.image.resize(
         tf.io.decode_image(buffer.getvalue(), channels=colours, expand_animations=False), (48, 48)

@@ -85,6 +85,25 @@ def test_image_not_listed(data_copy, tmp_path):
     assert "disc_0007.png" in str(err.value)
 
 
+def test_stray_files_and_unreadable_images_are_skipped(data_copy, tmp_path, caplog):
+    """notes.txt beside the images is skipped with one warning, as Keras does; a damaged
+    image is left out of the inventory with its targets, and listed in inventory.json."""
+    from kerapipe.inventory import run_inventory
+
+    (data_copy / "images" / "notes.txt").write_text("radius in pixels")
+    damaged = data_copy / "images" / "disc_0003.png"
+    damaged.write_bytes(damaged.read_bytes()[:60])
+    params = task_params("regression", tmp_path, {"DATA.INVENTORY_DATA_DIR": str(data_copy)})
+    caplog.set_level("WARNING")
+    result = run_inventory(validated(params))
+    table = pd.read_csv(result.csv_path)
+    assert len(table) == result.rows == 29 and str(damaged) not in set(table.filepath)
+    summary = json.loads(Path(result.csv_path).with_suffix(".json").read_text())
+    assert [item["filepath"] for item in summary["skipped"]] == [str(damaged)]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2 and "notes.txt" in warnings[0] and "disc_0003" in warnings[1]
+
+
 def test_target_not_a_number(data_copy, tmp_path):
     def damage(table):
         table.loc[2, "radius"] = "big"
@@ -162,12 +181,27 @@ def test_prediction_table_and_scores(discs, tmp_path):
     paths = task.prediction_inputs(SOURCE, str(discs / "unlabelled"))
     assert len(paths) == 5
     outputs = np.arange(10, dtype=np.float32).reshape(5, 2) + 0.5
-    batches = [outputs[:3], outputs[3:]]  # as predict yields them
-    out = task.write_predictions(SOURCE, str(tmp_path / "predictions"), paths, iter(batches))
+    batches = [(np.arange(3), outputs[:3]), (np.arange(3, 5), outputs[3:])]  # as predict does
+    statuses = ["ok"] * 5
+    out = task.write_predictions(
+        SOURCE, str(tmp_path / "predictions"), paths, iter(batches), statuses
+    )
     table = pd.read_csv(out)
-    assert list(table.columns) == ["filepath", "radius", "center_x"]
-    assert table.filepath.tolist() == paths
+    assert list(table.columns) == ["filepath", "status", "radius", "center_x"]
+    assert table.filepath.tolist() == paths and set(table.status) == {"ok"}
     np.testing.assert_allclose(table[["radius", "center_x"]], outputs)
+
+    # An image that could not be read keeps its row, with its status and empty targets.
+    statuses[1] = "undecodable: image file is truncated"
+    batches = [(np.array([0, 2]), outputs[[0, 2]]), (np.arange(3, 5), outputs[3:])]
+    out = task.write_predictions(
+        SOURCE, str(tmp_path / "predictions"), paths, iter(batches), statuses
+    )
+    table = pd.read_csv(out, keep_default_na=False)
+    assert table.filepath.tolist() == paths and table.status.tolist() == statuses
+    assert table.radius[1] == "" and table.center_x[1] == ""
+    kept = [0, 2, 3, 4]
+    np.testing.assert_allclose(table.loc[kept, ["radius", "center_x"]].astype(float), outputs[kept])
 
     scores = regression_scores(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 4.0]))
     assert scores["mae"] == pytest.approx(1 / 3)

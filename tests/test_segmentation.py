@@ -116,6 +116,33 @@ def test_mask_must_be_single_channel_class_indices(data_copy, tmp_path):
     assert "0/255" in str(err.value)
 
 
+def test_stray_files_and_unreadable_images_are_skipped_with_their_masks(
+    data_copy, tmp_path, caplog
+):
+    """notes.txt in either folder is skipped with one warning; a damaged image (its header
+    whole, its pixels cut) is left out of the inventory with its mask row, and listed."""
+    from kerapipe.inventory import run_inventory
+
+    (data_copy / "images" / "notes.txt").write_text("drawn by sample_data")
+    (data_copy / "masks" / "README.md").write_text("class indices")
+    damaged = data_copy / "images" / "shape_0004.png"
+    damaged.write_bytes(damaged.read_bytes()[:60])
+    params = task_params("segmentation", tmp_path, {"DATA.INVENTORY_DATA_DIR": str(data_copy)})
+    caplog.set_level("WARNING")
+    result = run_inventory(validated(params))
+    table = pd.read_csv(result.csv_path)
+    assert len(table) == result.rows == 23
+    assert not table.filepath.str.contains("shape_0004").any()
+    assert not table.mask_path.str.contains("shape_0004").any()
+    summary = json.loads(Path(result.csv_path).with_suffix(".json").read_text())
+    (skipped,) = summary["skipped"]
+    assert skipped["filepath"] == str(damaged) and skipped["reason"].startswith("undecodable")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2  # one for the files that are not images, one for the image
+    assert "notes.txt" in warnings[0] and "README.md" in warnings[0]
+    assert "shape_0004.png" in warnings[1]
+
+
 def test_missing_masks_folder(data_copy, tmp_path):
     shutil.rmtree(data_copy / "masks")
     with pytest.raises(DataError, match="PIPELINE.TASK_PARAMS.MASKS_DIR"):
@@ -292,7 +319,7 @@ def test_write_predictions_one_mask_per_image_at_its_size(tmp_path):
     sizes = {"a.png": (24, 40), "sub/b.jpg": (16, 16), "sub/c.png": (32, 32)}  # (height, width)
     for name, (height, width) in sizes.items():
         save_png(inputs / name, np.full((height, width, 3), 90, np.uint8))
-    task = make_task(tmp_path, tmp_path, {"DATA.PREDICTION_DATA_DIR": str(inputs)})
+    task = make_task(tmp_path, tmp_path / "train", {"DATA.PREDICTION_DATA_DIR": str(inputs)})
     paths = task.prediction_inputs(SOURCE, str(inputs))
     assert [Path(p).relative_to(inputs).as_posix() for p in paths] == sorted(sizes)
 
@@ -306,9 +333,10 @@ def test_write_predictions_one_mask_per_image_at_its_size(tmp_path):
     def batches():  # as predict yields them; records what was written before each batch
         for start in (0, 2):
             masks_on_disk.append(sorted(p.name for p in out_dir.rglob("*.png")))
-            yield outputs[start : start + 2]
+            indices = np.arange(start, min(start + 2, 3))
+            yield indices, outputs[indices]
 
-    index = task.write_predictions(SOURCE, str(out_dir), paths, batches())
+    index = task.write_predictions(SOURCE, str(out_dir), paths, batches(), ["ok"] * 3)
     assert masks_on_disk == [[], ["a.png", "b.png"]]  # each batch is written as it comes
 
     table = pd.read_csv(index)
@@ -316,6 +344,7 @@ def test_write_predictions_one_mask_per_image_at_its_size(tmp_path):
     assert list(table.filepath) == paths
     assert list(table.columns) == [
         "filepath",
+        "status",
         "mask_path",
         "width",
         "height",
@@ -346,23 +375,50 @@ def test_a_new_prediction_removes_the_masks_of_images_no_longer_predicted(tmp_pa
     inputs = tmp_path / "to_predict"
     for name in ("a.png", "sub/b.png", "sub/c.png"):
         save_png(inputs / name, np.full((8, 8, 3), 90, np.uint8))
-    task = make_task(tmp_path, tmp_path, {"DATA.PREDICTION_DATA_DIR": str(inputs)})
+    task = make_task(tmp_path, tmp_path / "train", {"DATA.PREDICTION_DATA_DIR": str(inputs)})
     outputs = np.zeros((3, 32, 32, 3), np.float32)
     # tmp_path is the working directory: a relative "./" output dir, as users write it
     task.write_predictions(
-        SOURCE, "./predictions", task.prediction_inputs(SOURCE, str(inputs)), [outputs]
+        SOURCE,
+        "./predictions",
+        task.prediction_inputs(SOURCE, str(inputs)),
+        [(np.arange(3), outputs)],
+        ["ok"] * 3,
     )
     (tmp_path / "predictions" / "masks" / "notes.txt").write_text("mine")
 
     (inputs / "sub" / "c.png").unlink()
     paths = task.prediction_inputs(SOURCE, str(inputs))
-    index = task.write_predictions(SOURCE, "./predictions", paths, [outputs[:2]])
+    index = task.write_predictions(
+        SOURCE, "./predictions", paths, [(np.arange(2), outputs[:2])], ["ok"] * 2
+    )
 
     masks = tmp_path / "predictions" / "masks"
     assert sorted(p.relative_to(masks).as_posix() for p in masks.rglob("*.*")) == [
         "a.png", "notes.txt", "sub/b.png"
     ]  # fmt: skip
     assert len(pd.read_csv(index)) == 2
+
+
+def test_an_image_that_could_not_be_read_gets_a_row_and_no_mask(tmp_path):
+    inputs = tmp_path / "to_predict"
+    for name in ("a.png", "b.png", "c.png"):
+        save_png(inputs / name, np.full((8, 8, 3), 90, np.uint8))
+    task = make_task(tmp_path, tmp_path / "train", {"DATA.PREDICTION_DATA_DIR": str(inputs)})
+    paths = task.prediction_inputs(SOURCE, str(inputs))
+    outputs = np.zeros((3, 32, 32, 3), np.float32)
+    outputs[..., 1] = 1.0
+    task.write_predictions(SOURCE, "./predictions", paths, [(np.arange(3), outputs)], ["ok"] * 3)
+    statuses = ["ok", "undecodable: image file is truncated", "ok"]
+    index = task.write_predictions(
+        SOURCE, "./predictions", paths, [(np.array([0, 2]), outputs[[0, 2]])], statuses
+    )
+    table = pd.read_csv(index, keep_default_na=False)
+    assert table.filepath.tolist() == paths and table.status.tolist() == statuses
+    assert table.mask_path[1] == "" and table.width[1] == "" and table.fraction_square[1] == ""
+    assert (table.width[0], table.fraction_square[0]) == ("8", "1.0")  # as in a clean run
+    masks = sorted(p.name for p in (tmp_path / "predictions" / "masks").glob("*.png"))
+    assert masks == ["a.png", "c.png"]  # none for b, and the earlier one is gone
 
 
 # --- end to end --------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from kerapipe.config import Group, Params, validate_group
 from kerapipe.errors import ConfigError, DataError
-from kerapipe.images import check_image_files
+from kerapipe.images import keep_images
 from kerapipe.registry import TASKS
 from kerapipe.sources import DataSource
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from dvclive import Live
 
     from kerapipe.datasets import DatasetOptions
+    from kerapipe.images import ImageInfo
     from kerapipe.models.base import BaseModelParams, Head
 
 
@@ -57,13 +58,14 @@ class Task:
         """Inventory rows (one per example, sorted) for the data under ``data_dir``."""
         raise NotImplementedError
 
-    def check_data(self, source: DataSource, data_dir: str) -> int:
-        """Check the data under ``data_dir`` as ``scan`` does; return the number of examples.
+    def check_data(self, source: DataSource, data_dir: str) -> list[str]:
+        """Check the data under ``data_dir`` as ``scan`` does; return the image of each
+        example (``kerapipe validate`` then reads their headers).
 
-        Used by ``kerapipe validate``; override it to check without building the table (and
-        without importing pandas), for a fast start.
+        Override it to check without building the table (and without importing pandas), for
+        a fast start.
         """
-        return len(self.scan(source, data_dir))
+        return list(self.scan(source, data_dir).filepath)
 
     def split(self, table: pd.DataFrame, validation_split: float, seed: int) -> pd.DataFrame:
         """``table`` with a ``split`` column of 'train' or 'validation'."""
@@ -100,14 +102,19 @@ class Task:
     def input_shape(self) -> list[int]:
         return self.params.MODEL.MODEL_PARAMS["INPUT_SHAPE"]
 
-    def prediction_dataset(self, paths: list[str], batch_size: int) -> tf.data.Dataset:
-        """Batches of inputs, in the order of ``paths``."""
-        from kerapipe.datasets import image_dataset
+    def prediction_dataset(self, infos: list[ImageInfo], batch_size: int) -> tf.data.Dataset:
+        """Batches of ``(indices, inputs)``: the images whose header probe passed (``infos``,
+        from ``kerapipe.images.probe_images``) and decode, each with its position in
+        ``infos``, in order (see ``kerapipe.datasets.prediction_dataset``)."""
+        from kerapipe.datasets import prediction_dataset
 
-        return image_dataset(paths, None, self.input_shape, batch_size)
+        max_pixels = self.params.PIPELINE.MAX_IMAGE_PIXELS
+        return prediction_dataset(infos, self.input_shape, batch_size, max_pixels)
 
     def prediction_inputs(self, source: DataSource, data_dir: str) -> list[str]:
-        """Every image under ``DATA.PREDICTION_DATA_DIR`` (recursive, sorted), checked."""
+        """Every image under ``DATA.PREDICTION_DATA_DIR`` (recursive, sorted). Files that are
+        not images by their name are skipped with one warning; images that cannot be read
+        still get a row (with the reason in its ``status``) from ``write_predictions``."""
         key = "DATA.PREDICTION_DATA_DIR"
         if not source.is_dir(data_dir):
             raise DataError(
@@ -117,27 +124,48 @@ class Task:
         paths = source.files(data_dir)
         if not paths:
             raise DataError(f"{key}: folder {data_dir!r} holds no files.")
-        check_image_files(paths, lambda p: source.read_bytes(p, 16), key)
-        return paths
+        images = keep_images(paths, key)
+        if not images:
+            raise DataError(f"{key}: folder {data_dir!r} holds no images, only other files.")
+        return images
 
     def prediction_table(self, paths: list[str], outputs: np.ndarray) -> pd.DataFrame:
         """One row per input file from the model's raw outputs."""
         raise NotImplementedError
 
     def write_predictions(
-        self, source: DataSource, output_dir: str, paths: list[str], batches: Iterable[np.ndarray]
+        self,
+        source: DataSource,
+        output_dir: str,
+        paths: list[str],
+        batches: Iterable[tuple[np.ndarray, np.ndarray]],
+        statuses: list[str],
     ) -> str:
-        """Write the results under ``output_dir``; return the path of the index CSV.
+        """Write the results under ``output_dir``, one row per path; return the path of the
+        index CSV.
 
-        ``batches`` are the model's outputs, one array per batch, in the order of ``paths``,
-        produced as they are consumed. This default gathers them into one array for
-        ``prediction_table`` (a row of scores per image is small); a task with large outputs
-        writes each batch as it comes instead (see segmentation).
+        ``batches`` are ``(indices, outputs)`` pairs, one per batch, produced as they are
+        consumed: the model's outputs for ``paths[i]`` for each ``i`` in ``indices``, in
+        order. Images that could not be read are missing from them; ``statuses[i]`` is
+        ``"ok"`` or why image ``i`` was not predicted, complete once ``batches`` is
+        exhausted. This default gathers the outputs into one array for ``prediction_table``
+        (a row of scores per image is small) and gives each missing image a row of its own
+        with only its path and status; a task with large outputs writes each batch as it
+        comes instead (see segmentation).
         """
         import numpy as np
 
+        from kerapipe.tasks.common import with_status
+
+        pairs = list(batches)
+        units = self.params.MODEL.MODEL_PARAMS["NUM_CLASSES"]
+        indices = np.concatenate([i for i, _ in pairs]) if pairs else np.zeros(0, np.int64)
+        outputs = (
+            np.concatenate([o for _, o in pairs]) if pairs else np.zeros((0, units), np.float32)
+        )
+        table = self.prediction_table([paths[i] for i in indices], outputs)
+        table = with_status(table, paths, indices, statuses)
         out = f"{output_dir.rstrip('/')}/predictions.csv"
-        table = self.prediction_table(paths, np.concatenate(list(batches)))
         source.write_text(out, table.to_csv(index=False, lineterminator="\n"))
         return out
 

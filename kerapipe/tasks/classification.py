@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 
 from kerapipe.config import Group, require_unique
 from kerapipe.errors import ConfigError, DataError
-from kerapipe.images import check_image_files
+from kerapipe.images import is_image_name, warn_not_images
 from kerapipe.models.base import BaseModelParams, Head
 from kerapipe.sources import DataSource
 from kerapipe.tasks.base import Task
@@ -63,7 +63,7 @@ class ClassificationTask(Task):
         import numpy as np
         import pandas as pd
 
-        paths, names, labels = self._columns(source, data_dir, read_contents=False)
+        paths, names, labels = self._columns(source, data_dir)
         # pandas builds string columns from object arrays several times faster than from
         # lists (100,000-file trees); the columns come out the same.
         return pd.DataFrame(
@@ -74,16 +74,14 @@ class ClassificationTask(Task):
             }
         )
 
-    def check_data(self, source: DataSource, data_dir: str) -> int:
-        return len(self._columns(source, data_dir, read_contents=True)[0])
+    def check_data(self, source: DataSource, data_dir: str) -> list[str]:
+        return self._columns(source, data_dir)[0]
 
-    def _columns(
-        self, source: DataSource, data_dir: str, read_contents: bool
-    ) -> tuple[list[str], list[str], list[int]]:
-        """File paths, class names and labels of every image, checked, sorted by path.
+    def _columns(self, source: DataSource, data_dir: str) -> tuple[list[str], list[str], list[int]]:
+        """File paths, class names and labels of every image, sorted by path.
 
-        The inventory checks file names only; ``kerapipe validate`` also reads each file's
-        first bytes, which costs one open per file, twice the time of the folder walk itself.
+        Files are judged by their names only (files that are not images are skipped with one
+        warning); what is inside them is checked after, as ``INVENTORY.CHECK_IMAGES`` says.
         """
         key = "DATA.INVENTORY_DATA_DIR"
         folders = set(source.subfolders(data_dir))
@@ -96,14 +94,17 @@ class ClassificationTask(Task):
             )
         from tqdm import tqdm
 
-        paths, names, labels = [], [], []
+        paths, names, labels, others = [], [], [], []
         classes = tqdm(self.config.CLASS_NAMES, "listing", unit="class", disable=None, delay=1)
         for name in classes:
-            files = source.files(f"{data_dir.rstrip('/')}/{name}")
+            found = source.files(f"{data_dir.rstrip('/')}/{name}")
+            files = list(filter(is_image_name, found))
+            if len(files) < len(found):
+                others += [p for p in found if not is_image_name(p)]
             if not files:
                 raise DataError(
-                    f"{key}: class folder '{data_dir.rstrip('/')}/{name}' has no files. Add its "
-                    f"images, or remove {name!r} from {KEY}.CLASS_NAMES and CLASS_LABELS."
+                    f"{key}: class folder '{data_dir.rstrip('/')}/{name}' has no images. Add "
+                    f"them, or remove {name!r} from {KEY}.CLASS_NAMES and CLASS_LABELS."
                 )
             paths += files
             names += [name] * len(files)
@@ -111,7 +112,7 @@ class ClassificationTask(Task):
         if any(map(operator.gt, paths, paths[1:])):  # each folder's files come sorted
             order = sorted(range(len(paths)), key=paths.__getitem__)
             paths, names, labels = ([column[i] for i in order] for column in (paths, names, labels))
-        check_image_files(paths, lambda p: source.read_bytes(p, 16), key, read_contents)
+        warn_not_images(others, key)
         return paths, names, labels
 
     def split(self, table: pd.DataFrame, validation_split: float, seed: int) -> pd.DataFrame:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import posixpath
+from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
 
 from kerapipe.errors import DataError
+from kerapipe.images import probe_image
 from kerapipe.sources import DataSource
-
-HEADER_BYTES = 1 << 16  # enough for the size in a PNG, GIF or BMP header, and most JPEGs
 
 
 def join(folder: str, name: str) -> str:
@@ -19,19 +18,38 @@ def join(folder: str, name: str) -> str:
     return posixpath.join(folder.rstrip("/"), name) if name else folder.rstrip("/")
 
 
-def image_size(source: DataSource, path: str) -> tuple[int, int]:
-    """``(width, height)`` of an image, read from its header (the whole file if needed)."""
-    for length in (HEADER_BYTES, -1):
-        try:
-            with Image.open(io.BytesIO(source.read_bytes(path, length))) as image:
-                return image.size
-        except (UnidentifiedImageError, OSError, SyntaxError):
-            if length == -1:
-                raise DataError(
-                    f"{path}: cannot read the image size; the file is damaged or not an image. "
-                    "Re-export or remove it."
-                ) from None
-    raise AssertionError("unreachable")
+def image_size(source: DataSource, path: str, max_pixels: int | None = None) -> tuple[int, int]:
+    """``(width, height)`` of an image as it is seen (after its EXIF orientation, as training
+    and prediction decode it), read from its header."""
+    info = probe_image(source.local_path(path), max_pixels)
+    if info.problem:
+        raise DataError(
+            f"{path}: cannot read the image size ({info.problem}). Re-export or remove it."
+        )
+    return info.oriented_size
+
+
+def with_status(
+    table: pd.DataFrame, paths: Sequence[str], rows: Sequence[int], statuses: Sequence[str]
+) -> pd.DataFrame:
+    """``table`` (one row per predicted image: ``paths[i]`` for ``i`` in ``rows``) grown to
+    one row per path, in order, with a ``status`` column after ``filepath``: ``"ok"``, or why
+    the image was not predicted, its other columns left empty.
+
+    Integer columns become pandas' nullable integers, so a good row reads exactly as in a run
+    without bad files ("3", not "3.0"); float columns keep their dtype, empty as NaN.
+    """
+    table = table.copy()
+    for name in table.columns:
+        if pd.api.types.is_integer_dtype(table[name]) and not pd.api.types.is_bool_dtype(
+            table[name]
+        ):
+            table[name] = table[name].astype("Int64")
+    table.index = np.asarray(rows, dtype=np.int64)
+    table = table.reindex(range(len(paths)))
+    table["filepath"] = list(paths)
+    table.insert(list(table.columns).index("filepath") + 1, "status", list(statuses))
+    return table.reset_index(drop=True)
 
 
 def seeded_split(

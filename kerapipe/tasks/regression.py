@@ -18,7 +18,7 @@ from pydantic import Field, field_validator
 
 from kerapipe.config import Group, require_unique
 from kerapipe.errors import DataError
-from kerapipe.images import check_image_files, first
+from kerapipe.images import first, is_image_name, warn_not_images
 from kerapipe.models.base import BaseModelParams, Head
 from kerapipe.sources import DataSource
 from kerapipe.tasks.base import Task
@@ -89,6 +89,11 @@ class RegressionTask(Task):
             posixpath.normpath(join(images_dir, name)) for name in listed.pop("_name")
         ]
         on_disk = {p for p in source.files(images_dir) if p != posixpath.normpath(csv_path)}
+        others = {p for p in on_disk if not is_image_name(p)}
+        if others:  # a stray notes.txt; a listed one is left out with its row
+            listed = listed[~listed.filepath.isin(others)]
+            on_disk -= others
+            warn_not_images(sorted(others), DATA_KEY)
         missing = sorted(set(listed.filepath) - on_disk)
         if missing:
             raise DataError(
@@ -103,7 +108,6 @@ class RegressionTask(Task):
                 f"({first(unlisted)}). Add a row with their targets, or move them out of "
                 f"{images_dir!r}."
             )
-        check_image_files(list(listed.filepath), lambda p: source.read_bytes(p, 16), DATA_KEY)
         table = listed[["filepath", *self.targets]]
         return table.sort_values("filepath", ignore_index=True)
 

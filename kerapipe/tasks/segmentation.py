@@ -20,12 +20,12 @@ from pydantic import Field, field_validator
 
 from kerapipe.config import Group, require_unique
 from kerapipe.errors import ConfigError, DataError
-from kerapipe.images import check_image_files, first
+from kerapipe.images import first, is_image_name, probe_image, warn_not_images
 from kerapipe.models.base import BaseModelParams, Head
 from kerapipe.registry import MODELS
 from kerapipe.sources import DataSource
 from kerapipe.tasks.base import Task
-from kerapipe.tasks.common import image_size, join, seeded_split
+from kerapipe.tasks.common import image_size, join, seeded_split, with_status
 
 if TYPE_CHECKING:
     from kerapipe.datasets import DatasetOptions
@@ -125,11 +125,12 @@ class SegmentationTask(Task):
                     f"images in {self.config.IMAGES_DIR!r} and their masks in "
                     f"{self.config.MASKS_DIR!r} (or set {KEY}.{key})."
                 )
-        images = self._by_key(source, images_dir, is_mask=False)
-        masks = self._by_key(source, masks_dir, is_mask=True)
+        others: list[str] = []
+        images = self._by_key(source, images_dir, is_mask=False, others=others)
+        masks = self._by_key(source, masks_dir, is_mask=True, others=others)
+        warn_not_images(others, DATA_KEY)
         if not images:
-            raise DataError(f"{DATA_KEY}: the images folder {images_dir!r} holds no files.")
-        check_image_files(list(images.values()), lambda p: source.read_bytes(p, 16), DATA_KEY)
+            raise DataError(f"{DATA_KEY}: the images folder {images_dir!r} holds no images.")
         no_mask = sorted(images[k] for k in images.keys() - masks.keys())
         if no_mask:
             example = posixpath.relpath(no_mask[0], images_dir)
@@ -156,11 +157,17 @@ class SegmentationTask(Task):
         self._check_masks(source, table)
         return table
 
-    def _by_key(self, source: DataSource, folder: str, is_mask: bool) -> dict[str, str]:
-        """Files under ``folder`` keyed by relative sub-folder and image stem."""
+    def _by_key(
+        self, source: DataSource, folder: str, is_mask: bool, others: list[str]
+    ) -> dict[str, str]:
+        """Image files under ``folder`` keyed by relative sub-folder and image stem; the
+        files that are not images by their name go to ``others``."""
         found: dict[str, str] = {}
         not_masks: list[str] = []
         for path in source.files(folder):
+            if not is_image_name(path):
+                others.append(path)
+                continue
             relative = posixpath.relpath(path, folder)
             subfolder, name = posixpath.split(relative)
             stem = self._mask_stem(name) if is_mask else posixpath.splitext(name)[0]
@@ -183,18 +190,30 @@ class SegmentationTask(Task):
         return found
 
     def _check_masks(self, source: DataSource, table: pd.DataFrame) -> None:
-        """Masks must be 8-bit grayscale PNGs of the image's size with values < class count."""
+        """Masks must be 8-bit grayscale PNGs of the image's size (as it is seen, after its
+        EXIF orientation) with values < class count. An image that cannot be read is left to
+        the image check (``INVENTORY.CHECK_IMAGES``), which skips or refuses it."""
         bad_format, bad_size, bad_values = [], [], []
         top_class = len(self.class_names) - 1
+        max_pixels = self.params.PIPELINE.MAX_IMAGE_PIXELS
         for image_path, mask_path in zip(table.filepath, table.mask_path, strict=True):
             data = source.read_bytes(mask_path)
             # IHDR: bit depth at byte 24, colour type at 25 (0 = grayscale).
             if not data.startswith(PNG_SIGNATURE) or len(data) < 26 or data[24:26] != b"\x08\x00":
                 bad_format.append(mask_path)
                 continue
-            with Image.open(io.BytesIO(data)) as mask:
-                mask_size, top = mask.size, mask.getextrema()[1]
-            size = image_size(source, image_path)
+            image = probe_image(source.local_path(image_path), max_pixels)
+            try:
+                with Image.open(io.BytesIO(data)) as mask:
+                    mask_size = mask.size
+                    same = image.ok and mask_size == image.oriented_size
+                    top = mask.getextrema()[1] if same else 0  # only masks of a sane size
+            except (OSError, SyntaxError, ValueError):
+                bad_format.append(f"{mask_path} (damaged)")
+                continue
+            if not image.ok:
+                continue
+            size = image.oriented_size
             if mask_size != size:
                 bad_size.append(
                     f"{mask_path} is {mask_size[0]}x{mask_size[1]} but its image is "
@@ -251,18 +270,27 @@ class SegmentationTask(Task):
             DatasetOptions,
             cache_prefix,
             decode_image,
+            readable_images,
         )
 
         options = options or DatasetOptions()
         shape, count = self.input_shape, len(table)
         images, masks = list(table.filepath), list(table.mask_path)
+        max_pixels = self.params.PIPELINE.MAX_IMAGE_PIXELS
+        infos = readable_images(images, max_pixels)  # decoders and EXIF orientations
         data = tf.data.Dataset.from_tensor_slices(
-            (tf.constant(images, dtype=tf.string), tf.constant(masks, dtype=tf.string))
+            (
+                tf.constant(images, dtype=tf.string),
+                tf.constant([info.route for info in infos], dtype=tf.int32, shape=[count]),
+                tf.constant([info.orientation for info in infos], dtype=tf.int32, shape=[count]),
+                tf.constant(masks, dtype=tf.string),
+            )
         )
         calls = options.parallel_calls
 
-        def decode(image, mask):
-            return decode_image(image, shape), load_mask(mask, shape[:2], dtype=tf.uint8)
+        def decode(image, route, orientation, mask):
+            pixels = decode_image(image, shape, route, orientation, max_pixels)
+            return pixels, load_mask(mask, shape[:2], dtype=tf.uint8)
 
         def shuffle(data, buffer):
             return data.shuffle(max(1, buffer), seed=shuffle_seed, reshuffle_each_iteration=True)
@@ -339,10 +367,17 @@ class SegmentationTask(Task):
     # --- prediction ------------------------------------------------------------------------
 
     def write_predictions(
-        self, source: DataSource, output_dir: str, paths: list[str], batches: Iterable[np.ndarray]
+        self,
+        source: DataSource,
+        output_dir: str,
+        paths: list[str],
+        batches: Iterable[tuple[np.ndarray, np.ndarray]],
+        statuses: list[str],
     ) -> str:
-        """``masks/<relative folder>/<stem>.png`` for every input (its size, class indices),
-        then ``predictions.csv`` indexing them with each image's class pixel fractions.
+        """``masks/<relative folder>/<stem>.png`` for every predicted image (its size, as it
+        is seen; class indices), then ``predictions.csv`` indexing them with each image's
+        class pixel fractions, one row per path: an image that could not be read gets its
+        ``status`` and no mask (an empty ``mask_path``).
 
         Each batch of score maps is turned into masks as it comes, so memory holds one batch
         of scores however many images there are. Mask PNGs left in ``masks/`` by an earlier
@@ -355,7 +390,11 @@ class SegmentationTask(Task):
         masks_dir = join(output_dir, "masks")
         earlier = source.files(masks_dir) if source.is_dir(masks_dir) else []
         records: list[dict[str, Any]] = []
-        for path, scores in zip(paths, itertools.chain.from_iterable(batches), strict=True):
+        rows: list[int] = []
+        for index, scores in itertools.chain.from_iterable(
+            zip(*pair, strict=True) for pair in batches
+        ):
+            path = paths[index]
             width, height = image_size(source, path)
             # Resize the class scores, not the arg-max: smoother edges, never invalid values.
             resized = tf.image.resize(scores, (height, width), method="bilinear")
@@ -364,6 +403,7 @@ class SegmentationTask(Task):
             mask_path = join(masks_dir, relative)
             source.write_bytes(mask_path, encode_mask(mask))
             fractions = np.bincount(mask.ravel(), minlength=len(self.class_names)) / mask.size
+            rows.append(int(index))
             records.append(
                 {
                     "filepath": path,
@@ -376,8 +416,12 @@ class SegmentationTask(Task):
                     },
                 }
             )
+        columns = ["filepath", "mask_path", "width", "height"]
+        columns += [f"fraction_{name}" for name in self.class_names]
+        table = pd.DataFrame(records, columns=columns)
+        table = with_status(table, paths, rows, statuses)
         out = join(output_dir, "predictions.csv")
-        source.write_text(out, pd.DataFrame(records).to_csv(index=False, lineterminator="\n"))
+        source.write_text(out, table.to_csv(index=False, lineterminator="\n"))
         written = {posixpath.normpath(record["mask_path"]) for record in records}
         stale = [
             path
