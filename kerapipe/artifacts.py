@@ -6,6 +6,7 @@ folder), ``training_log.csv``, ``run_info.json`` and ``checkpoints/``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,12 +48,27 @@ class ModelPaths:
         return self.run_dir / "checkpoints"
 
 
-def check_initial_weights(path: str | None) -> None:
-    """Fail before any work starts when ``INITIAL_WEIGHTS`` names a file that is not there."""
-    if path and not Path(path).is_file():
+def check_model_matches(paths: ModelPaths, params: Params, display_only: frozenset[str]) -> None:
+    """Refuse to predict with a model trained for other classes, targets or input shape than
+    the params say (its outputs would be read with the wrong names), as its run_info.json
+    records them. A model without one (trained elsewhere) is checked by shape when loaded."""
+    from kerapipe import fingerprints
+
+    try:
+        recorded = json.loads(paths.run_info.read_text(encoding="utf-8")).get("settings")
+    except (OSError, ValueError):
+        return
+    if not recorded:
+        return
+    current = fingerprints.settings(params, fingerprints.PREDICTION_KEYS, [])
+    current = {k: v for k, v in current.items() if k.rsplit(".", 1)[-1] not in display_only}
+    recorded = fingerprints.prediction_settings(recorded)
+    if recorded != current:
         raise ModelError(
-            f"MODEL.MODEL_PARAMS.INITIAL_WEIGHTS: file {path!r} not found. Give a .keras model "
-            "or .weights.h5 file from an earlier run, or set it to null."
+            f"{paths.model} was trained for other classes, targets or inputs than these params "
+            f"say ({fingerprints.changes(recorded, current)}); its outputs would be read with "
+            "the wrong names. Train it again with these params (`dvc repro`, or `kerapipe "
+            "train` with TRAINING.FORCE: true), or restore the params it was trained with."
         )
 
 

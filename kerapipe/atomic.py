@@ -4,11 +4,16 @@ never leaves a half-written file where a good one was."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from kerapipe.errors import StorageError
+
+FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # no space, quota, file size limit
 
 
 @contextlib.contextmanager
@@ -30,6 +35,21 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         _move_into_place(tmp, final)
     finally:
         _remove(tmp)
+
+
+@contextlib.contextmanager
+def storage_errors(writing: str, then: str = "run it again") -> Iterator[None]:
+    """Turn a full disk (or quota, or file-size limit) met while ``writing`` into one
+    StorageError that says so and what to do; other errors pass unchanged."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in FULL:
+            raise
+        raise StorageError(
+            f"cannot finish writing {writing}: {err.strerror or err} ({err.filename or 'a file'}). "
+            f"Free some space (or raise the quota or file size limit), then {then}."
+        ) from None
 
 
 def _move_into_place(tmp: Path, final: Path) -> None:
@@ -64,3 +84,32 @@ def write_bytes(final: str | os.PathLike, data: bytes) -> None:
     """Atomically write ``data`` (an encoded image, say) to ``final``."""
     with atomic_path(final) as tmp:
         tmp.write_bytes(data)
+
+
+class SetAside:
+    """A folder moved out of the way instead of deleted, until what replaces it is safe.
+
+    ``move()`` renames ``folder`` to a hidden sibling; ``restore()`` puts it back (dropping
+    whatever took its place); ``discard()`` deletes it once the replacement is good. A crash
+    in between leaves the sibling on disk, for the next run to restore or discard.
+    """
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder.with_name(f".{self.folder.name}.set-aside")
+
+    def holds_something(self) -> bool:
+        return self.path.exists()
+
+    def move(self) -> None:
+        _remove(self.path)
+        if self.folder.exists():
+            self.folder.rename(self.path)
+
+    def restore(self) -> None:
+        if self.path.exists():
+            _remove(self.folder)
+            self.path.rename(self.folder)
+
+    def discard(self) -> None:
+        _remove(self.path)

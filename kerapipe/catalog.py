@@ -111,9 +111,18 @@ KERAS_SCHEDULES = {
 }
 
 
+# Keras built-ins that need a package kerapipe does not install.
+KERAS_REQUIRES = {"tensorboard": ("tensorboard",)}
+
+
 def _register_keras(registry, module: str, table: dict[str, str]) -> None:
     for name, class_name in table.items():
-        registry.register(name, f"{module}:{class_name}", summary=f"{module}.{class_name}")
+        registry.register(
+            name,
+            f"{module}:{class_name}",
+            summary=f"{module}.{class_name}",
+            requires=KERAS_REQUIRES.get(name, ()),
+        )
 
 
 _register_keras(LOSSES, "keras.losses", KERAS_LOSSES)

@@ -4,35 +4,39 @@ Everything lives in ``checkpoints/`` (a ``persist: true`` DVC output, so it surv
 cleanup of outputs before a stage runs):
 
 - ``epoch_NNNN.keras``: the whole model with its optimizer state after epoch NNNN, written by
-  Keras' ``ModelCheckpoint``, a new file each epoch;
+  Keras' ``ModelCheckpoint``, a new file each epoch (the last two are kept);
 - ``best_NNNN.keras``: the best model so far (``ModelCheckpoint(save_best_only=True)``);
 - ``training_log.csv``: Keras' ``CSVLogger``, appended each epoch;
 - ``state.json``: written atomically *after* the others at each epoch end; it names the last
-  complete epoch file, the best file and value, and a fingerprint of the params and data.
+  complete epoch file, the best file and value, and the settings the run was made with
+  (kerapipe/fingerprints.py).
 
 A kill before ``state.json`` is renamed into place leaves the previous state pointing at
-complete files; on resume, log rows after that epoch are dropped, so none is duplicated.
-Checkpoints written under other params or data are never resumed: the run starts fresh.
+complete files; on resume, log rows after that epoch are dropped, so none is duplicated, and a
+checkpoint that does not load (truncated) gives way to the newest one that does.
+Checkpoints written under other settings are never resumed, and never deleted before the new
+run has its own: they are set aside beside the folder until the new run's first epoch is
+recorded, and put back if the new run fails before that.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import shutil
-from dataclasses import asdict, dataclass
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import keras
 
 from kerapipe import atomic
-from kerapipe.config import Params
+from kerapipe.atomic import SetAside
+from kerapipe.fingerprints import changes, digest
 
 log = logging.getLogger(__name__)
-
-# Params that may change between a run and its resumption.
-RESUMABLE_CHANGES = {"NUM_EPOCHS", "LOAD_CHECKPOINT", "FORCE"}
+CHECKPOINT_FILE = re.compile(r"^(epoch|best)_(\d{4})\.keras$")
 
 
 @dataclass(frozen=True)
@@ -42,25 +46,18 @@ class CheckpointState:
     last: str
     best: str | None
     best_value: float | None
-
-
-def fingerprint(params: Params, inventory_csv: bytes) -> str:
-    """A hash of everything that shapes the weights: params (bar RESUMABLE_CHANGES) and data."""
-    settings = params.model_dump()
-    for key in RESUMABLE_CHANGES:
-        settings["TRAINING"].pop(key)
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    digest.update(inventory_csv)
-    return digest.hexdigest()
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 class Checkpoints:
-    """The checkpoint folder of one training run."""
+    """The checkpoint folder of one training run, made with ``settings``."""
 
-    def __init__(self, directory: Path, fingerprint: str, monitor: str) -> None:
+    def __init__(self, directory: Path, settings: dict[str, Any], monitor: str) -> None:
         self.directory = directory
-        self.fingerprint = fingerprint
+        self.settings = settings
+        self.fingerprint = digest(settings)
         self.monitor = monitor
+        self.set_aside = SetAside(directory)
 
     @property
     def state_file(self) -> Path:
@@ -70,44 +67,102 @@ class Checkpoints:
     def log_file(self) -> Path:
         return self.directory / "training_log.csv"
 
-    def resume_state(self) -> CheckpointState | None:
-        """The state to resume from, or None (saying why) when there is none to trust."""
+    def recover(self) -> None:
+        """Undo what a run killed before its first epoch left: put set-aside checkpoints back
+        (or drop them, if that run got as far as recording an epoch of its own)."""
+        if not self.set_aside.holds_something():
+            return
+        if self.read_state() is not None:
+            self.set_aside.discard()
+        else:
+            log.info("Restoring the checkpoints an interrupted run had set aside.")
+            self.set_aside.restore()
+
+    def read_state(self) -> CheckpointState | None:
+        """``state.json``, or None when it is missing or unreadable (saying why)."""
         if not self.state_file.is_file():
-            log.info("LOAD_CHECKPOINT: no checkpoint in %s; starting fresh.", self.directory)
             return None
-        state = CheckpointState(**json.loads(self.state_file.read_text()))
-        if state.fingerprint != self.fingerprint:
+        try:
+            return CheckpointState(**json.loads(self.state_file.read_text(encoding="utf-8")))
+        except (ValueError, TypeError) as err:
             log.warning(
-                "LOAD_CHECKPOINT: the checkpoints in %s were written under different params or "
-                "data; starting fresh instead of resuming them.",
-                self.directory,
+                "%s cannot be read (%s); its checkpoints are not resumed.", self.state_file, err
             )
             return None
-        if not (self.directory / state.last).is_file():
-            log.warning("LOAD_CHECKPOINT: %s is missing; starting fresh.", state.last)
+
+    def resume(
+        self, load: Callable[[Path], keras.Model]
+    ) -> tuple[CheckpointState, keras.Model] | None:
+        """The state and model to resume from, or None (saying why) when there are none to
+        trust. ``load`` loads one checkpoint file; a file that does not load (truncated by a
+        crash or a full disk) gives way to the newest earlier one that does."""
+        state = self.read_state()
+        if state is None:
+            log.info(
+                "LOAD_CHECKPOINT: no readable checkpoint in %s; starting fresh.", self.directory
+            )
             return None
-        log.info("LOAD_CHECKPOINT: resuming after epoch %d from %s.", state.epoch, state.last)
-        return state
+        if state.fingerprint != self.fingerprint:
+            log.warning(
+                "LOAD_CHECKPOINT: the checkpoints in %s were written under other settings (%s); "
+                "starting fresh (they are kept until this run has its own).",
+                self.directory,
+                changes(state.settings, self.settings),
+            )
+            return None
+        for name, epoch in self._candidates(state):
+            try:
+                model = load(self.directory / name)
+            except Exception as err:  # noqa: BLE001 - any unreadable file: try an older one
+                log.warning(
+                    "LOAD_CHECKPOINT: %s does not load (%s); trying an older one.", name, err
+                )
+                continue
+            if epoch != state.epoch:
+                state = CheckpointState(state.fingerprint, epoch, name, None, None, state.settings)
+            log.info("LOAD_CHECKPOINT: resuming after epoch %d from %s.", epoch, name)
+            return state, model
+        log.warning("LOAD_CHECKPOINT: no checkpoint in %s loads; starting fresh.", self.directory)
+        return None
+
+    def _candidates(self, state: CheckpointState) -> list[tuple[str, int]]:
+        """Checkpoint files up to the state's epoch, newest first, the recorded one first."""
+        found = []
+        for path in self.directory.glob("*.keras"):
+            match = CHECKPOINT_FILE.match(path.name)
+            if match and int(match[2]) <= state.epoch and path.name != state.last:
+                found.append((path.name, int(match[2])))
+        found.sort(key=lambda item: (item[1], item[0].startswith("epoch")), reverse=True)
+        return [(state.last, state.epoch), *found]
 
     def start_fresh(self) -> None:
-        shutil.rmtree(self.directory, ignore_errors=True)
-        self.directory.mkdir(parents=True)
+        """Make an empty folder, setting earlier checkpoints aside (not deleting them)."""
+        if self.directory.exists() and any(self.directory.iterdir()):
+            self.set_aside.move()
+        self.directory.mkdir(parents=True, exist_ok=True)
 
-    def load_model(self, state: CheckpointState) -> keras.Model:
-        """The model, compiled with its optimizer state, as it was after ``state.epoch``."""
-        import kerapipe.losses  # noqa: F401  (registers kerapipe's serializable losses
-        import kerapipe.metrics  # noqa: F401  and metrics, which a checkpoint may use)
-
-        return keras.saving.load_model(self.directory / state.last, safe_mode=True)
+    def after_failure(self) -> None:
+        """Clean up after a run that failed: drop checkpoint files no state names (a partial
+        write), and put set-aside checkpoints back if this run recorded no epoch."""
+        state = self.read_state()
+        keep = {state.last, state.best} if state else set()
+        for path in self.directory.glob("*.keras"):
+            if path.name not in keep and (state is None or _epoch_of(path.name) > state.epoch):
+                path.unlink(missing_ok=True)
+        self.recover()
 
     def trim_log(self, epochs: int) -> list[dict[str, str]]:
         """Keep only complete log rows of the first ``epochs`` epochs; return them."""
         if not self.log_file.is_file():
             return []
-        lines = self.log_file.read_text().splitlines(keepends=True)
+        with open(self.log_file, encoding="utf-8", newline="") as handle:  # keep line ends
+            lines = handle.read().splitlines(keepends=True)
+        if not lines:
+            return []
         header, rows = lines[0], [line for line in lines[1:] if line.endswith("\n")]
         kept = [row for row in rows if int(row.split(",", 1)[0]) < epochs]
-        atomic.write_text(self.log_file, header + "".join(kept))
+        if len(kept) < len(lines) - 1:
+            atomic.write_text(self.log_file, header + "".join(kept))
         names = header.strip().split(",")
         return [dict(zip(names, row.strip().split(","), strict=True)) for row in kept]
 
@@ -131,8 +186,14 @@ class Checkpoints:
         ]
 
 
+def _epoch_of(name: str) -> int:
+    match = CHECKPOINT_FILE.match(name)
+    return int(match[2]) if match else 1 << 30
+
+
 class StateRecorder(keras.callbacks.Callback):
-    """Runs after the checkpoint and log callbacks: records the epoch, then prunes old files."""
+    """Runs after the checkpoint and log callbacks: records the epoch, then prunes old files
+    and drops the checkpoints of an earlier run that were set aside."""
 
     def __init__(
         self,
@@ -156,9 +217,13 @@ class StateRecorder(keras.callbacks.Callback):
             f"epoch_{epoch + 1:04d}.keras",
             self.best,
             self.best_value,
+            self.checkpoints.settings,
         )
         atomic.write_text(self.checkpoints.state_file, json.dumps(asdict(state), indent=2))
-        keep = {state.last, state.best}
+        self.checkpoints.set_aside.discard()
+        # The last two epochs and the best: an older epoch to fall back on if the last is
+        # damaged after it was recorded.
+        keep = {state.last, f"epoch_{epoch:04d}.keras", state.best}
         for old in self.checkpoints.directory.glob("*_[0-9][0-9][0-9][0-9].keras"):
             if old.name not in keep:
                 old.unlink()

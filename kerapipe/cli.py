@@ -42,9 +42,11 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    from kerapipe.pipeline import validate_pipeline
+    from kerapipe.pipeline import validate_pipeline, write_stamp
 
     print(validate_pipeline(_params(args)))
+    if args.stamp:
+        write_stamp(args.stamp)
 
 
 def cmd_components(args: argparse.Namespace) -> None:
@@ -76,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
             default="params.yaml",
             help="params file: YAML, or JSON in the old config.json layout (default: params.yaml)",
         )
+        if name == "validate":
+            command.add_argument(
+                "--stamp",
+                metavar="PATH",
+                help="when every check passes, write this file (the DVC stage 'validate' "
+                "outputs it, and the other stages depend on it)",
+            )
     return parser
 
 
@@ -85,9 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         COMMANDS[args.command][0](args)
+        sys.stdout.flush()
     except KerapipeError as err:
         print(f"kerapipe {args.command}: error: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader went away (`kerapipe components | head`): not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the exit's own flush does not fail again
+        return 0
     return 0
 
 

@@ -14,55 +14,114 @@ import keras
 
 from kerapipe.config import Params
 from kerapipe.errors import ConfigError
-from kerapipe.registry import CALLBACKS, LOSSES, METRICS, OPTIMIZERS, SCHEDULES, Registry
+from kerapipe.registry import (
+    CALLBACKS,
+    LOSSES,
+    METRICS,
+    OPTIMIZERS,
+    SCHEDULES,
+    Registry,
+    suggest,
+)
 from kerapipe.tasks.base import Task
 
 
-def sparse_accuracy(name: str = "accuracy", **kwargs: Any) -> keras.metrics.Metric:
+def sparse_accuracy(name: str = "accuracy", dtype: Any = None) -> keras.metrics.Metric:
     """Accuracy for integer labels against per-class scores, logged as ``accuracy``."""
-    return keras.metrics.SparseCategoricalAccuracy(name=name, **kwargs)
+    return keras.metrics.SparseCategoricalAccuracy(name=name, dtype=dtype)
 
 
-def accepted_arguments(factory: Any) -> tuple[set[str], bool]:
-    """Keyword arguments ``factory`` takes, following ``**kwargs`` up a class's bases.
+NO_DEFAULT = inspect.Parameter.empty
 
-    Returns the names and whether anything else is accepted too (an open ``**kwargs``).
+
+def accepted_arguments(factory: Any) -> tuple[dict[str, Any], bool]:
+    """Keyword arguments ``factory`` takes with their defaults (``NO_DEFAULT`` if none),
+    following ``**kwargs`` up a class's bases.
+
+    Returns them and whether anything else is accepted too (an open ``**kwargs``).
     """
     targets = (
         [c for c in inspect.getmro(factory) if c is not object]
         if inspect.isclass(factory)
         else [factory]
     )
-    names: set[str] = set()
+    arguments: dict[str, Any] = {}
     for target in targets:
         init = target.__init__ if inspect.isclass(target) else target
         try:
             parameters = inspect.signature(init).parameters.values()
         except (TypeError, ValueError):
-            return names, True
-        names |= {
-            p.name
-            for p in parameters
-            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        }
+            return arguments, True
+        for p in parameters:
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                arguments.setdefault(p.name, p.default)
         if not any(p.kind is p.VAR_KEYWORD for p in parameters):
-            return names, False
-    return names, not inspect.isclass(factory)
+            return arguments, False
+    return arguments, not inspect.isclass(factory)
 
 
-def build(registry: Registry, name: str, params: dict[str, Any], key: str) -> Any:
-    """Instantiate the component registered as ``name`` with ``params``."""
+def wrong_type(value: Any, default: Any) -> str | None:
+    """What ``value`` should be, judged by the argument's default, or None if it may be it.
+
+    Only YAML scalars are judged, and only where the default says clearly: a number where
+    the default is a number (``patience: "2"`` is caught), a boolean where it is a boolean.
+    """
+    if value is None or default is NO_DEFAULT or default is None:
+        return None
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, int | float):
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if is_number or not _is_scalar(value) else "a number"
+    if isinstance(default, str) and isinstance(value, bool | list | dict):
+        return "a string"
+    return None
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool | list | dict)
+
+
+def build(
+    registry: Registry,
+    name: str,
+    params: dict[str, Any],
+    key: str,
+    also_known: tuple[str, ...] = (),
+) -> Any:
+    """Instantiate the component registered as ``name`` with ``params``, after checking
+    every argument's name (with a "did you mean") and, where its default tells, its type.
+
+    ``key`` is the params key holding ``params``; ``also_known`` are kerapipe's own keys that
+    were taken out of them (e.g. ``LEARNING_RATE``), offered as suggestions too.
+    """
     factory = registry.get(name)
-    allowed, open_ended = accepted_arguments(factory)
-    unknown = sorted(set(params) - allowed)
-    if unknown and not open_ended:
+    accepted, open_ended = accepted_arguments(factory)
+    problems = []
+    if not open_ended:
+        for argument in sorted(set(params) - set(accepted)):
+            hint = suggest(argument, [*accepted, *also_known])
+            problems.append(
+                f"{key}.{argument}: {registry.kind} {name!r} has no such argument.{hint}"
+            )
+    for argument, value in params.items():
+        expected = wrong_type(value, accepted.get(argument, NO_DEFAULT))
+        if expected:
+            default = accepted[argument]
+            problems.append(
+                f"{key}.{argument}: must be {expected}, like its default {default!r} "
+                f"(got {value!r})."
+            )
+    if problems:
+        takes = ", ".join(sorted(accepted)) or "no arguments"
         raise ConfigError(
-            f"{key}: {registry.kind} {name!r} does not take {', '.join(unknown)}. "
-            f"It takes: {', '.join(sorted(allowed)) or 'no arguments'}."
+            " ".join(problems) + f" {registry.kind.capitalize()} {name!r} takes: {takes}."
         )
     try:
         return factory(**params)
-    except (TypeError, ValueError) as err:
+    except ConfigError as err:  # raised by a component that builds others (a schedule)
+        raise ConfigError(f"{key}.{err}") from None
+    except (TypeError, ValueError, AttributeError, KeyError) as err:
         raise ConfigError(f"{key}: {registry.kind} {name!r} rejected {params}: {err}") from None
 
 
@@ -81,7 +140,7 @@ def build_optimizer(params: Params) -> keras.optimizers.Optimizer:
         if isinstance(rate, dict):
             rate = build_schedule(rate, f"{key}.LEARNING_RATE")
         arguments["learning_rate"] = rate
-    return build(OPTIMIZERS, params.MODEL.OPTIMIZER_NAME, arguments, key)
+    return build(OPTIMIZERS, params.MODEL.OPTIMIZER_NAME, arguments, key, ("LEARNING_RATE",))
 
 
 def build_schedule(
@@ -91,11 +150,18 @@ def build_schedule(
     unknown = set(spec) - {"SCHEDULE_NAME", "SCHEDULE_PARAMS"}
     if unknown or "SCHEDULE_NAME" not in spec:
         raise ConfigError(
-            f"{key}: a schedule is {{SCHEDULE_NAME: name, SCHEDULE_PARAMS: {{...}}}}; got "
-            f"{spec}. Known schedules: {', '.join(SCHEDULES.names())}."
+            f"{key or 'schedule'}: a schedule is {{SCHEDULE_NAME: name, SCHEDULE_PARAMS: "
+            f"{{...}}}}; got {spec}. Known schedules: {', '.join(SCHEDULES.names())}."
         )
-    SCHEDULES.check(spec["SCHEDULE_NAME"], f"{key}.SCHEDULE_NAME")
-    return build(SCHEDULES, spec["SCHEDULE_NAME"], spec.get("SCHEDULE_PARAMS") or {}, key)
+    SCHEDULES.check(spec["SCHEDULE_NAME"], _at(key, "SCHEDULE_NAME"))
+    arguments = spec.get("SCHEDULE_PARAMS") or {}
+    return build(SCHEDULES, spec["SCHEDULE_NAME"], arguments, _at(key, "SCHEDULE_PARAMS"))
+
+
+def _at(key: str, part: str) -> str:
+    """``key.part``, or ``part`` alone for a component that does not know its key (its
+    builder adds it: see ``build``)."""
+    return f"{key}.{part}" if key else part
 
 
 def epoch_schedule(
@@ -104,8 +170,7 @@ def epoch_schedule(
     """``LearningRateScheduler`` that sets the rate from a named schedule at each epoch start
     (its steps are epochs)."""
     schedule = build_schedule(
-        {"SCHEDULE_NAME": SCHEDULE_NAME, "SCHEDULE_PARAMS": SCHEDULE_PARAMS or {}},
-        "TRAINING.CALLBACKS.learning_rate_scheduler",
+        {"SCHEDULE_NAME": SCHEDULE_NAME, "SCHEDULE_PARAMS": SCHEDULE_PARAMS or {}}, ""
     )
     return keras.callbacks.LearningRateScheduler(lambda epoch: float(schedule(epoch)), verbose)
 
@@ -118,6 +183,12 @@ def build_metrics(params: Params, task: Task) -> list[Any]:
         build(METRICS, spec.METRIC_NAME, spec.METRIC_PARAMS, f"MODEL.METRICS.{i}.METRIC_PARAMS")
         for i, spec in enumerate(params.MODEL.METRICS)
     ]
+
+
+def logged_names(params: Params, task: Task) -> list[str]:
+    """What ``fit`` logs each epoch: the loss and every metric, then the same for validation."""
+    names = ["loss", *(metric.name for metric in build_metrics(params, task))]
+    return names + [f"val_{name}" for name in names]
 
 
 def build_callbacks(params: Params) -> list[keras.callbacks.Callback]:

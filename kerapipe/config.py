@@ -8,12 +8,21 @@ close-match suggestion for typos. Validation imports no TensorFlow.
 from __future__ import annotations
 
 import json
+import os
+import posixpath
 import secrets
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from kerapipe.errors import ConfigError
 from kerapipe.registry import (
@@ -53,6 +62,80 @@ class DataParams(Group):
     PREDICTION_DATA_SOURCE: str = "local"
     PREDICTION_DATA_DIR: str
     PREDICTION_OUTPUT_DIR: str
+
+    @field_validator("INVENTORY_CSV_NAME", "TRAINING_MODEL_NAME")
+    @classmethod
+    def _a_name(cls, name: str) -> str:
+        if not name.strip() or name in (".", "..") or "/" in name or "\\" in name:
+            raise ValueError(
+                "must be a plain file or folder name (no '/', not empty, '.' or '..'); "
+                "the folder it goes in is the matching *_DIR key"
+            )
+        return name
+
+    @field_validator(
+        "INVENTORY_DATA_DIR", "INVENTORY_CSV_DIR", "TRAINING_MODEL_DIR", "PREDICTION_DATA_DIR",
+        "PREDICTION_OUTPUT_DIR",
+    )  # fmt: skip
+    @classmethod
+    def _a_folder(cls, folder: str) -> str:
+        if not folder.strip():
+            raise ValueError("must name a folder ('.' for the current one), not be empty")
+        return folder
+
+    @model_validator(mode="after")
+    def _outputs_apart_from_inputs(self) -> DataParams:
+        problems = overlapping_folders(self.input_folders(), self.output_folders())
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def input_folders(self) -> dict[str, str]:
+        """The folders kerapipe only reads, by key, as ``source:path``."""
+        return {
+            "INVENTORY_DATA_DIR": self._on(self.INVENTORY_DATA_SOURCE, self.INVENTORY_DATA_DIR),
+            "PREDICTION_DATA_DIR": self._on(self.PREDICTION_DATA_SOURCE, self.PREDICTION_DATA_DIR),
+        }
+
+    def output_folders(self) -> dict[str, str]:
+        """The folders kerapipe writes (and DVC clears before a stage runs), by key."""
+        run = posixpath.join(self.TRAINING_MODEL_DIR, self.TRAINING_MODEL_NAME)
+        return {
+            "INVENTORY_CSV_DIR": self._on(self.INVENTORY_CSV_SOURCE, self.INVENTORY_CSV_DIR),
+            "TRAINING_MODEL_DIR/TRAINING_MODEL_NAME": self._on(self.TRAINING_MODEL_SOURCE, run),
+            "PREDICTION_OUTPUT_DIR": self._on(
+                self.PREDICTION_DATA_SOURCE, self.PREDICTION_OUTPUT_DIR
+            ),
+        }
+
+    @staticmethod
+    def _on(source: str, path: str) -> str:
+        """``source:path`` normalised, so two spellings of one folder compare equal."""
+        if "://" in path:
+            scheme, rest = path.split("://", 1)
+            return f"{scheme}:{posixpath.normpath(rest)}"
+        if source == "local":
+            path = os.path.abspath(path)
+        return f"{source}:{posixpath.normpath(path.replace(os.sep, '/'))}"
+
+
+def overlapping_folders(inputs: dict[str, str], outputs: dict[str, str]) -> list[str]:
+    """Problems where an output folder is, holds or lies inside an input folder, or another
+    output folder: writing (or DVC's clean-up of outputs) there would touch data."""
+
+    def nested(a: str, b: str) -> bool:
+        return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
+
+    problems = []
+    outs = list(outputs.items())
+    for i, (out_key, out) in enumerate(outs):
+        for in_key, folder in [*inputs.items(), *outs[i + 1 :]]:
+            if nested(out, folder):
+                problems.append(
+                    f"{out_key} ({out.split(':', 1)[-1]}) overlaps {in_key} "
+                    f"({folder.split(':', 1)[-1]}); give each its own folder, side by side"
+                )
+    return problems
 
 
 class PipelineParams(Group):
@@ -141,9 +224,22 @@ class Params(Group):
     MODEL: ModelParams
     TRAINING: TrainingParams = Field(default_factory=TrainingParams)
 
+    @model_validator(mode="after")
+    def _cache_apart_from_data(self) -> Params:
+        cache = self.TRAINING.CACHE
+        if cache in ("none", "memory"):
+            return self
+        folders = {**self.DATA.input_folders(), **self.DATA.output_folders()}
+        problems = overlapping_folders(folders, {"TRAINING.CACHE": DataParams._on("local", cache)})
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
 
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read, parse and fully validate a params file; raise one ConfigError listing all problems."""
+    """Read, parse and validate a params file against the schema; raise one ConfigError
+    listing all problems. ``kerapipe.checks.load_checked_params`` also runs the components'
+    own checks, as every stage does."""
     return validate_params(read_params_file(path), source=str(path))
 
 
@@ -155,7 +251,13 @@ def read_params_file(path: str | Path) -> dict[str, Any]:
             f"params file {str(path)!r} not found. Pass --params PATH, or run from the "
             "project folder that holds params.yaml."
         )
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {err.start} is {err.object[err.start]:#04x}). Save "
+            "it as UTF-8 (most editors: 'Save with encoding')."
+        ) from None
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except json.JSONDecodeError as err:
@@ -170,6 +272,11 @@ def read_params_file(path: str | Path) -> dict[str, Any]:
             f"{path} is not valid YAML{at}: {problem}. Fix the syntax (indentation, "
             "colons, quotes) and run `kerapipe validate` again."
         ) from None
+    if _expanded_size(data) > MAX_PARAMS_VALUES:
+        raise ConfigError(
+            f"{path} expands to more than {MAX_PARAMS_VALUES:,} values, far more than any "
+            "params file holds (YAML aliases nested inside each other?). Write the values out."
+        )
     if not isinstance(data, dict):
         raise ConfigError(
             f"{path} must be a mapping with the groups DATA, PIPELINE, INVENTORY, MODEL and "
@@ -178,17 +285,35 @@ def read_params_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _expanded_size(data: Any) -> int:
+    """How many values ``data`` holds once YAML aliases are expanded, counted without
+    expanding them: an alias shares its object, so each object's size is computed once."""
+    sizes: dict[int, int] = {}
+
+    def size(value: Any) -> int:
+        if id(value) in sizes:
+            return sizes[id(value)]
+        children = value.values() if isinstance(value, dict) else value
+        total = 1
+        if isinstance(value, dict | list):
+            sizes[id(value)] = MAX_PARAMS_VALUES + 1  # a cycle counts as too big
+            total += sum(size(child) for child in children)
+        sizes[id(value)] = min(total, MAX_PARAMS_VALUES + 1)
+        return sizes[id(value)]
+
+    return size(data)
+
+
 def validate_params(data: dict[str, Any], source: str = "params") -> Params:
-    """Validate structure, registered names, task params and model params, in that order."""
+    """Validate the keys, values and registered names. The params of the components named
+    are checked by each component itself, a step above this one (kerapipe.checks)."""
     try:
         params = Params.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_summarise(source, validation_messages(err, Params))) from None
+        raise ConfigError(summarise_problems(source, validation_messages(err, Params))) from None
     problems = _registry_problems(params)
-    if not problems:
-        problems = _plugin_problems(params)
     if problems:
-        raise ConfigError(_summarise(source, problems))
+        raise ConfigError(summarise_problems(source, problems))
     return params
 
 
@@ -217,6 +342,10 @@ def validation_messages(
             )
         elif kind == "missing":
             messages.append(f"{path}: required key is missing.")
+        elif kind == "value_error":  # our own validators: the message says it all
+            message = str(error["msg"]).removeprefix("Value error, ")
+            got = "" if isinstance(error["input"], dict) else f" (got {error['input']!r})"
+            messages.append(f"{path or 'params'}: {message}{got}.")
         else:
             messages.append(f"{path}: {error['msg']} (got {error['input']!r}).")
     return messages
@@ -279,31 +408,8 @@ def _registry_problems(params: Params) -> list[str]:
     return problems
 
 
-def _plugin_problems(params: Params) -> list[str]:
-    """Let the task and the model builder check their own params and each other's."""
-    from kerapipe.augmentations import build_augmentations
-    from kerapipe.models.base import model_builder
-    from kerapipe.tasks.base import get_task
-
-    problems = []
-    for check in (
-        lambda: get_task(params),
-        lambda: model_builder(params),
-        lambda: build_augmentations(params.TRAINING.AUGMENTATIONS),
-    ):
-        try:
-            check()
-        except ConfigError as err:
-            problems.append(str(err))
-    if not problems:
-        try:
-            get_task(params).check_model_params(model_builder(params).params)
-        except ConfigError as err:
-            problems.append(str(err))
-    return problems
-
-
-def _summarise(source: str, problems: list[str]) -> str:
+def summarise_problems(source: str, problems: list[str]) -> str:
+    """One message for one problem, a list for several, led by where they were found."""
     if len(problems) == 1:
         return f"{source}: {problems[0]}"
     lines = "\n".join(f"  - {p}" for p in problems)

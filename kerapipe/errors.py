@@ -18,3 +18,7 @@ class DataError(KerapipeError):
 
 class ModelError(KerapipeError):
     """A model cannot be built, loaded or saved as asked."""
+
+
+class StorageError(KerapipeError):
+    """A file could not be written: the disk or a quota is full, or a size limit was hit."""

@@ -11,7 +11,7 @@ from kerapipe.config import Params, resolve_seed
 from kerapipe.errors import DataError
 from kerapipe.images import describe_problems, find_bad_images, refuse_or_skip
 from kerapipe.sources import get_source
-from kerapipe.tasks.base import get_task
+from kerapipe.tasks.base import Task, get_task
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -97,23 +97,30 @@ def _data_dir(params: Params):
 
 
 def run_inventory(params: Params) -> InventoryResult:
-    """Write the inventory CSV atomically, or reuse the existing one when FORCE is false."""
+    """Write the inventory CSV atomically, or reuse the existing one when FORCE is false and
+    it was made with the same settings (a mismatch is an error that says what changed)."""
+    from kerapipe import fingerprints
+    from kerapipe.checks import check_params
+
+    check_params(params)
+    task = get_task(params)
     out_source = get_source(params.DATA.INVENTORY_CSV_SOURCE)
     path = csv_path(params)
     if out_source.exists(path) and not params.INVENTORY.FORCE:
-        rows = len(read_inventory(params))
+        table, _ = read_matching_inventory(params, task)
         log.info("Reusing the existing inventory %s (INVENTORY.FORCE is false).", path)
-        return InventoryResult(path, rows, seed=None, reused=True)
+        return InventoryResult(path, len(table), seed=None, reused=True)
 
     seed = resolve_seed(params.INVENTORY.SEED)
     table, skipped = check_images(params, scan_data(params))
-    table = get_task(params).split(table, params.INVENTORY.VALIDATION_SPLIT, seed)
+    table = task.split(table, params.INVENTORY.VALIDATION_SPLIT, seed)
     out_source.write_text(path, csv_text(table))
     summary = {
         "seed": seed,
         "validation_split": params.INVENTORY.VALIDATION_SPLIT,
         "rows": table.split.value_counts().sort_index().to_dict(),
         "skipped": skipped,  # images left out by INVENTORY.CHECK_IMAGES, with the reason
+        "settings": fingerprints.inventory_settings(params, task.display_only_params),
     }
     out_source.write_text(summary_path(params), json.dumps(summary, indent=2) + "\n")
     log.info("Wrote %s: %d rows (seed %d).", path, len(table), seed)
@@ -163,3 +170,41 @@ def read_inventory(params: Params) -> pd.DataFrame:
             "Set INVENTORY.FORCE: true and run `kerapipe inventory` to rewrite it."
         )
     return table
+
+
+def read_summary(params: Params) -> dict:
+    """``inventory.json`` (the seed, the counts, the settings), or {} if missing or unreadable."""
+    source = get_source(params.DATA.INVENTORY_CSV_SOURCE)
+    try:
+        return json.loads(source.read_text(summary_path(params)))
+    except (OSError, ValueError):
+        return {}
+
+
+def inventory_mismatch(params: Params, task: Task) -> str | None:
+    """What differs between the settings the inventory was made with and these params, or
+    None when it matches."""
+    from kerapipe import fingerprints
+
+    recorded = read_summary(params).get("settings")
+    current = fingerprints.inventory_settings(params, task.display_only_params)
+    if recorded == current:
+        return None
+    if not recorded:
+        return f"{summary_path(params)} does not record the settings it was made with"
+    return fingerprints.changes(recorded, current)
+
+
+def read_matching_inventory(params: Params, task: Task) -> tuple[pd.DataFrame, bytes]:
+    """The inventory table and the CSV's bytes, refused when it was made with other settings
+    (a changed class list, say, would otherwise pair images with the wrong labels)."""
+    table = read_inventory(params)
+    mismatch = inventory_mismatch(params, task)
+    if mismatch:
+        raise DataError(
+            f"the inventory {csv_path(params)} was made with other settings ({mismatch}). "
+            "Run `kerapipe inventory` with INVENTORY.FORCE: true to make it again (`dvc "
+            "repro` does this by itself)."
+        )
+    source = get_source(params.DATA.INVENTORY_CSV_SOURCE)
+    return table, source.read_bytes(csv_path(params))

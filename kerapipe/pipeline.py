@@ -20,12 +20,13 @@ def run_pipeline(params: Params) -> None:
 
 
 def validate_pipeline(params: Params) -> str:
-    """Check the data folders the params point at (params were checked on loading)."""
-    from kerapipe.artifacts import check_initial_weights
+    """Run every check a stage runs first (kerapipe.checks), then check the data folders the
+    params point at."""
+    from kerapipe.checks import check_params
     from kerapipe.inventory import count_data
     from kerapipe.tasks.base import get_task
 
-    check_initial_weights(params.MODEL.MODEL_PARAMS.get("INITIAL_WEIGHTS"))
+    check_params(params)
     examples = count_data(params)
     task = get_task(params)
     source = get_source(params.DATA.PREDICTION_DATA_SOURCE)
@@ -35,6 +36,16 @@ def validate_pipeline(params: Params) -> str:
         f"{params.DATA.INVENTORY_DATA_DIR}; {len(to_predict)} files to predict under "
         f"{params.DATA.PREDICTION_DATA_DIR}."
     )
+
+
+STAMP = "checked: params and data folders\n"  # the same every time: reruns nothing itself
+
+
+def write_stamp(path: str) -> None:
+    """The DVC stage 'validate''s output, written only after every check passed."""
+    from kerapipe import atomic
+
+    atomic.write_text(path, STAMP)
 
 
 def describe_components() -> str:

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kerapipe.artifacts import ModelPaths, load_model
+from kerapipe.artifacts import ModelPaths, check_model_matches, load_model
+from kerapipe.checks import check_params
 from kerapipe.config import Params
 from kerapipe.images import ImageInfo, describe_problems, find_bad_images, probe_images
 from kerapipe.sources import get_source
@@ -29,10 +30,12 @@ class PredictionResult:
 def run_prediction(params: Params) -> PredictionResult:
     from kerapipe.datasets import single_pass  # imports TensorFlow
 
+    check_params(params)
     task = get_task(params)
     source = get_source(params.DATA.PREDICTION_DATA_SOURCE)
     paths = task.prediction_inputs(source, params.DATA.PREDICTION_DATA_DIR)
     model_paths = ModelPaths.from_params(params)
+    check_model_matches(model_paths, params, task.display_only_params)
     model = load_model(model_paths.model, model_paths.format)
     # Each header is read once, to pick its decoder; a file it refuses (too many pixels, not
     # an image, a dangling link) gets its row with the reason and is never decoded.

@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Iterator
+import importlib.util
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from kerapipe.errors import ConfigError
 
 
-def suggest(name: str, choices: list[str]) -> str:
-    """Return ' Did you mean X?' for the closest choice, or ''."""
-    close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.6)
-    return f" Did you mean {close[0]!r}?" if close else ""
+def suggest(name: str, choices: Iterable[str]) -> str:
+    """Return ' Did you mean X?' for the closest choice (ignoring case), or ''."""
+    by_lower = {str(choice).lower(): str(choice) for choice in choices}
+    close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" Did you mean {by_lower[close[0]]!r}?" if close else ""
 
 
 @dataclass
@@ -35,6 +37,11 @@ class Entry:
     name: str
     target: Any
     summary: str = ""
+    requires: tuple[str, ...] = ()  # import names of optional packages it needs
+
+    def missing_packages(self) -> list[str]:
+        """The packages in ``requires`` that are not installed (found without importing)."""
+        return [name for name in self.requires if importlib.util.find_spec(name) is None]
 
     def resolve(self) -> Any:
         if isinstance(self.target, str):
@@ -50,18 +57,24 @@ class Registry:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
 
-    def register(self, name: str, target: Any = None, *, summary: str = "") -> Any:
-        """Register ``target`` under ``name``; without ``target``, work as a decorator."""
+    def register(
+        self, name: str, target: Any = None, *, summary: str = "", requires: Iterable[str] = ()
+    ) -> Any:
+        """Register ``target`` under ``name``; without ``target``, work as a decorator.
+
+        ``requires`` names optional packages the component needs (``kerapipe validate``
+        says which to install when one is missing).
+        """
         if target is None:
 
             def decorator(obj: Any) -> Any:
-                self.register(name, obj, summary=summary)
+                self.register(name, obj, summary=summary, requires=requires)
                 return obj
 
             return decorator
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} is already registered")
-        self._entries[name] = Entry(name, target, summary)
+        self._entries[name] = Entry(name, target, summary, tuple(requires))
         return target
 
     def get(self, name: str) -> Any:
@@ -75,9 +88,17 @@ class Registry:
             raise ConfigError(self.unknown_message(name)) from None
 
     def check(self, name: str, key: str) -> None:
-        """Raise a ConfigError naming ``key`` if ``name`` is not registered (no imports)."""
+        """Raise a ConfigError naming ``key`` if ``name`` is not registered or needs a package
+        that is not installed (no imports)."""
         if name not in self._entries:
             raise ConfigError(f"{key}: {self.unknown_message(name)}")
+        missing = self._entries[name].missing_packages()
+        if missing:
+            raise ConfigError(
+                f"{key}: {self.kind} {name!r} needs the package(s) {', '.join(missing)}, which "
+                f"are not installed. Install them (pip install {' '.join(missing)}) or remove "
+                f"{name!r}."
+            )
 
     def unknown_message(self, name: str) -> str:
         return (

@@ -22,16 +22,18 @@ from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 from dvclive.utils import standardize_metric_name
 
-from kerapipe import atomic
-from kerapipe.artifacts import ModelPaths, check_initial_weights, save_model
-from kerapipe.atomic import atomic_path
-from kerapipe.checkpoints import Checkpoints, fingerprint
+from kerapipe import atomic, fingerprints
+from kerapipe.artifacts import ModelPaths, save_model
+from kerapipe.atomic import SetAside, atomic_path, storage_errors
+from kerapipe.checkpoints import Checkpoints
+from kerapipe.checks import check_params
 from kerapipe.components import build_callbacks, build_loss, build_metrics, build_optimizer
 from kerapipe.config import Params, resolve_seed
 from kerapipe.datasets import DatasetOptions, repeated, single_pass
 from kerapipe.errors import DataError, ModelError
 from kerapipe.images import undecodable_images
-from kerapipe.inventory import csv_path, read_inventory
+from kerapipe.inventory import read_matching_inventory
+from kerapipe.locks import exclusive
 from kerapipe.models.base import model_builder
 from kerapipe.reproducibility import (
     distribution_strategy,
@@ -39,7 +41,6 @@ from kerapipe.reproducibility import (
     seed_everything,
     set_precision,
 )
-from kerapipe.sources import get_source
 from kerapipe.tasks.base import Task, get_task
 
 log = logging.getLogger(__name__)
@@ -63,18 +64,30 @@ class EpochLogger(DVCLiveCallback):
 
 
 def run_training(params: Params) -> TrainingResult:
+    """Check everything, then train under the model folder's lock (one writer per folder).
+
+    Nothing on disk changes until the checks pass, the data and the model are ready and
+    training is about to start; a failure before the first epoch is recorded puts earlier
+    checkpoints and DVCLive logs back as they were.
+    """
+    check_params(params)
     paths = ModelPaths.from_params(params)
+    with exclusive(paths.run_dir, "kerapipe train"):
+        return _train(params, paths)
+
+
+def _train(params: Params, paths: ModelPaths) -> TrainingResult:
+    task = get_task(params)
+    table, inventory_bytes = read_matching_inventory(params, task)
+    weights = fingerprints.weights_settings(params, inventory_bytes, task.display_only_params)
     if paths.model.exists() and not params.TRAINING.FORCE:
-        log.info("Keeping the existing model %s (TRAINING.FORCE is false).", paths.model)
+        keep_existing_model(paths, weights)
         return TrainingResult(paths.model, seed=None, history={}, skipped=True)
 
-    check_initial_weights(params.MODEL.MODEL_PARAMS.get("INITIAL_WEIGHTS"))
     seed = resolve_seed(params.TRAINING.SEED)
     seed_everything(seed)
     set_precision(params.TRAINING.MIXED_PRECISION)
     strategy = distribution_strategy(params.TRAINING.DISTRIBUTION)
-    task = get_task(params)
-    table = read_inventory(params)
     train_rows, val_rows = (table[table.split == s] for s in ("train", "validation"))
     if train_rows.empty:
         raise DataError("the inventory has no 'train' rows. Rerun `kerapipe inventory`.")
@@ -89,18 +102,20 @@ def run_training(params: Params) -> TrainingResult:
         else None
     )
 
-    inventory_bytes = get_source(params.DATA.INVENTORY_CSV_SOURCE).read_bytes(csv_path(params))
     monitor = "val_loss" if val_data is not None else "loss"
-    checkpoints = Checkpoints(paths.checkpoints, fingerprint(params, inventory_bytes), monitor)
-    state = checkpoints.resume_state() if params.TRAINING.LOAD_CHECKPOINT else None
+    checkpoints = Checkpoints(paths.checkpoints, fingerprints.checkpoint_settings(weights), monitor)
+    checkpoints.recover()
+    live_set_aside = SetAside(DVCLIVE_DIR)
+    live_set_aside.restore()  # left by a run killed before its first epoch
+    with strategy.scope():
+        resumed = checkpoints.resume(load_checkpoint) if params.TRAINING.LOAD_CHECKPOINT else None
+        state, model = resumed if resumed else (None, new_model(params, task))
+    initial_epoch = state.epoch if state else 0
+
+    # From here on files change: earlier checkpoints and logs are set aside, not deleted.
     if state is None:
         checkpoints.start_fresh()
-    initial_epoch = state.epoch if state else 0
-    with strategy.scope():
-        model = checkpoints.load_model(state) if state else new_model(params, task)
-
-    live = open_live(params, seed, checkpoints.trim_log(initial_epoch))
-    callbacks = checkpoints.callbacks(state, [EpochLogger(live=live), *build_callbacks(params)])
+    live_set_aside.move()
     log.info(
         "Training %s on %d images (%d for validation), batch %d on %d device(s).",
         model.name,
@@ -109,11 +124,38 @@ def run_training(params: Params) -> TrainingResult:
         batch_size,
         strategy.num_replicas_in_sync,
     )
-    # Endless datasets with a step count keep one warm iterator for the whole fit.
+    try:
+        live = open_live(params, seed, checkpoints.trim_log(initial_epoch))
+        others = [EpochLogger(live=live), *build_callbacks(params)]
+        callbacks = checkpoints.callbacks(state, [*others, DiscardWhenRecorded(live_set_aside)])
+        with storage_errors(
+            f"the checkpoints in {paths.checkpoints}",
+            "rerun with TRAINING.LOAD_CHECKPOINT: true to continue after the last epoch",
+        ):
+            history = fit(model, train_data, val_data, params, initial_epoch, callbacks, table)
+    except BaseException:
+        checkpoints.after_failure()
+        live_set_aside.restore()
+        raise
+    with storage_errors(f"the model in {paths.run_dir}"):
+        save_model(task.finalize_model(model), paths.model, paths.format)
+        with atomic_path(paths.training_log) as tmp:
+            shutil.copyfile(checkpoints.log_file, tmp)
+        if val_data is not None:
+            task.log_evaluation(live, model, val_rows, single_pass(val_data))
+        live.end()
+        write_run_info(paths, seed, strategy.num_replicas_in_sync, initial_epoch, weights)
+    log.info("Saved %s", paths.model)
+    return TrainingResult(paths.model, seed, history.history, initial_epoch=initial_epoch)
+
+
+def fit(model, train_data, val_data, params: Params, initial_epoch: int, callbacks, table):
+    """``model.fit`` on endless datasets with step counts (one warm tf.data iterator per
+    fit), with undecodable images named."""
     endless_train, steps_per_epoch = repeated(train_data)
     endless_val, validation_steps = repeated(val_data) if val_data is not None else (None, None)
     try:
-        history = model.fit(
+        return model.fit(
             endless_train,
             steps_per_epoch=steps_per_epoch,
             validation_data=endless_val,
@@ -133,15 +175,51 @@ def run_training(params: Params) -> TrainingResult:
             "Re-export or remove them, then rerun inventory and train."
         ) from err
 
-    save_model(task.finalize_model(model), paths.model, paths.format)
-    with atomic_path(paths.training_log) as tmp:
-        shutil.copyfile(checkpoints.log_file, tmp)
-    if val_data is not None:
-        task.log_evaluation(live, model, val_rows, single_pass(val_data))
-    live.end()
-    write_run_info(paths, seed, strategy.num_replicas_in_sync, initial_epoch)
-    log.info("Saved %s", paths.model)
-    return TrainingResult(paths.model, seed, history.history, initial_epoch=initial_epoch)
+
+class DiscardWhenRecorded(keras.callbacks.Callback):
+    """Deletes what was set aside for this run once its first epoch is recorded."""
+
+    def __init__(self, set_aside: SetAside) -> None:
+        super().__init__()
+        self.set_aside = set_aside
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.set_aside.discard()
+
+
+def keep_existing_model(paths: ModelPaths, weights: dict) -> None:
+    """With FORCE false an existing model is kept only if it was trained with these settings."""
+    recorded = read_run_info(paths).get("settings")
+    if recorded == weights:
+        log.info("Keeping the existing model %s (TRAINING.FORCE is false).", paths.model)
+        return
+    what = (
+        fingerprints.changes(recorded, weights)
+        if recorded
+        else "it has no run_info.json with its settings"
+    )
+    raise ModelError(
+        f"{paths.model} was trained with other settings than these params ({what}). Set "
+        "TRAINING.FORCE: true to train it again (with LOAD_CHECKPOINT: true it continues from "
+        "its checkpoints where they match), or set DATA.TRAINING_MODEL_NAME to train a new "
+        "one beside it."
+    )
+
+
+def read_run_info(paths: ModelPaths) -> dict:
+    """The run's ``run_info.json``, or {} when it is missing or unreadable."""
+    try:
+        return json.loads(paths.run_info.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def load_checkpoint(path: Path) -> keras.Model:
+    """A checkpoint with its optimizer state (kerapipe's custom losses and metrics known)."""
+    import kerapipe.losses  # noqa: F401  (registers kerapipe's serializable losses
+    import kerapipe.metrics  # noqa: F401  and metrics, which a checkpoint may use)
+
+    return keras.saving.load_model(path, safe_mode=True)
 
 
 def new_model(params: Params, task: Task) -> keras.Model:
@@ -177,7 +255,6 @@ def load_initial_weights(model: keras.Model, path: str | None) -> None:
     """Start from a previous ``.keras`` model or ``.weights.h5`` file (safe mode, no pickle)."""
     if not path:
         return
-    check_initial_weights(path)
     try:
         if path.endswith(".keras"):
             source = keras.saving.load_model(path, compile=False, safe_mode=True)
@@ -206,12 +283,17 @@ def copy_weights(source: keras.Model, target: keras.Model) -> None:
     target.set_weights(source.get_weights())
 
 
-def write_run_info(paths: ModelPaths, seed: int, replicas: int, initial_epoch: int) -> None:
+def write_run_info(
+    paths: ModelPaths, seed: int, replicas: int, initial_epoch: int, weights: dict
+) -> None:
+    """What made the model: the seed, the devices, the versions, and the settings that shape
+    its weights (compared on the next run, and by predict)."""
     info = {
         "seed": seed,
         "replicas": replicas,
         "resumed_after_epoch": initial_epoch,
         "final_epochs": len(pd.read_csv(paths.training_log)),
         **environment_info(),
+        "settings": weights,
     }
     atomic.write_text(paths.run_info, json.dumps(info, indent=2) + "\n")

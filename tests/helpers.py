@@ -51,6 +51,8 @@ def copy_project(dest: Path) -> Path:
         check=True,
     ).stdout.split("\0")
     for name in filter(None, files):
+        if Path(name).name == "dvc.lock":  # a developer's own run, never part of the template
+            continue
         source = REPO / name
         if source.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from kerapipe.checks import check_params
 from kerapipe.config import Params, validate_params
 from tests.helpers import REPO
 
@@ -33,7 +34,8 @@ def task_params(name: str, tmp_path: Path, updates: dict[str, Any] | None = None
 
 
 def validated(params: dict) -> Params:
-    return validate_params(copy.deepcopy(params), source="test params")
+    """``params`` through every check a stage runs first."""
+    return check_params(validate_params(copy.deepcopy(params), source="test params"))
 
 
 def save_png(path: Path, pixels: np.ndarray) -> Path:

@@ -5,6 +5,7 @@ import json
 import pytest
 import yaml
 
+from kerapipe.checks import load_checked_params
 from kerapipe.config import load_params, resolve_seed
 from kerapipe.errors import ConfigError
 
@@ -16,8 +17,9 @@ def write(tmp_path, params, name="params.yaml"):
 
 
 def error_for(tmp_path, params) -> str:
+    """The message of loading ``params`` with every check a stage runs first."""
     with pytest.raises(ConfigError) as caught:
-        load_params(write(tmp_path, params))
+        load_checked_params(write(tmp_path, params))
     return str(caught.value)
 
 
@@ -163,3 +165,59 @@ def test_seed_resolution():
     assert resolve_seed(7) == 7
     drawn = {resolve_seed(0) for _ in range(5)} | {resolve_seed(-3)}
     assert all(seed > 0 for seed in drawn) and len(drawn) > 1
+
+
+def test_params_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_bytes("DATA:\n  INVENTORY_DATA_DIR: donn\xe9es\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"is not UTF-8 text \(byte 32 is 0xe9\)"):
+        load_params(path)
+
+
+def test_yaml_alias_bomb_fails_fast_and_small(tmp_path):
+    """Nine levels of nine aliases would expand to 9**9 values; it is refused unexpanded."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, 9):
+        lines.append(f"a{level}: &a{level} [{', '.join([f'*a{level - 1}'] * 9)}]")
+    path = tmp_path / "params.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match="expands to more than 100,000 values"):
+        load_params(path)
+
+
+@pytest.mark.parametrize("group", ["INVENTORY", "TRAINING"])
+def test_seeds_must_be_below_2_to_the_32(default_params, tmp_path, group):
+    default_params[group]["SEED"] = 2**32
+    message = error_for(tmp_path, default_params)
+    assert f"{group}.SEED" in message and str(2**32) in message
+    default_params[group]["SEED"] = 2**32 - 1
+    load_checked_params(write(tmp_path, default_params))
+
+
+@pytest.mark.parametrize("name", ["../elsewhere", "/tmp/absolute", "", "a/b", ".."])
+def test_model_name_is_a_name_not_a_path(default_params, tmp_path, name):
+    default_params["DATA"]["TRAINING_MODEL_NAME"] = name
+    message = error_for(tmp_path, default_params)
+    assert "DATA.TRAINING_MODEL_NAME: must be a plain file or folder name" in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "overlapped"),
+    [
+        ("PREDICTION_OUTPUT_DIR", "data/digits/unlabelled/out", "PREDICTION_DATA_DIR"),
+        ("PREDICTION_OUTPUT_DIR", "data", "INVENTORY_DATA_DIR"),
+        ("INVENTORY_CSV_DIR", "./data/digits/train/", "INVENTORY_DATA_DIR"),
+        ("TRAINING_MODEL_DIR", "data/digits/unlabelled", "PREDICTION_DATA_DIR"),
+        ("INVENTORY_CSV_DIR", "predictions", "PREDICTION_OUTPUT_DIR"),
+    ],
+)
+def test_output_folders_may_not_overlap_inputs(default_params, tmp_path, key, value, overlapped):
+    default_params["DATA"][key] = value
+    message = error_for(tmp_path, default_params)
+    assert "overlaps" in message and overlapped in message and "side by side" in message
+
+
+def test_cache_folder_may_not_be_inside_the_data(default_params, tmp_path):
+    default_params["TRAINING"]["CACHE"] = "data/digits/train/.cache"
+    message = error_for(tmp_path, default_params)
+    assert "TRAINING.CACHE" in message and "overlaps INVENTORY_DATA_DIR" in message

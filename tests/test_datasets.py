@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from kerapipe.checks import check_params
 from kerapipe.config import validate_params
 from kerapipe.errors import ConfigError
 
@@ -277,7 +278,7 @@ def test_bad_input_params_give_clear_config_errors(default_params, training, exp
     data = copy.deepcopy(default_params)
     data["TRAINING"].update(training)
     with pytest.raises(ConfigError) as err:
-        validate_params(data)
+        check_params(validate_params(data))
     assert expected in str(err.value)
 
 

@@ -20,10 +20,28 @@ def held_out_accuracy(project) -> float:
     return float((merged.class_name == merged.class_name_true).mean())
 
 
+def outputs(project) -> dict[str, bytes]:
+    """The bytes of every output a failing stage must leave as they were."""
+    paths = [
+        "data/inventory/inventory.csv",
+        "models/digits_cnn/model.keras",
+        "models/digits_cnn/checkpoints/state.json",
+        "dvclive/metrics.json",
+        "predictions/predictions.csv",
+    ]
+    return {path: (project / path).read_bytes() for path in paths}
+
+
 def test_repro_then_experiment(project):
     first = run(["dvc", "repro"], project)
     # Only the sample this pipeline reads is made (data/dvc.yaml:digits, upstream of inventory).
-    assert stages_run(first.stdout) == {"data/dvc.yaml:digits", "inventory", "train", "predict"}
+    assert stages_run(first.stdout) == {
+        "data/dvc.yaml:digits",
+        "validate",
+        "inventory",
+        "train",
+        "predict",
+    }
 
     for path in [
         "data/inventory/inventory.csv",
@@ -50,7 +68,7 @@ def test_repro_then_experiment(project):
     run(["git", "commit", "-qm", "baseline run"], project)
 
     experiment = run(["dvc", "exp", "run", "-S", "TRAINING.BATCH_SIZE=64"], project)
-    assert stages_run(experiment.stdout) == {"train", "predict"}
+    assert stages_run(experiment.stdout) == {"validate", "train", "predict"}
     assert "Stage 'inventory' didn't change" in experiment.stdout
 
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project).stdout)
@@ -75,3 +93,16 @@ def test_repro_then_experiment(project):
     header = shown.splitlines()[0].split(",")
     assert "TRAINING.BATCH_SIZE" in header and "eval.accuracy" in header
     assert any(",64," in line for line in shown.splitlines()[1:])
+
+    # A mistake in -S stops at the validate stage, before DVC removes any other output.
+    before = outputs(project)
+    for bad, key in [
+        ("TRAINING.BATCH_SIZE=abc", "TRAINING.BATCH_SIZE"),
+        ("+MODEL.OPTIMIZER_PARAMS.beta_11=0.9", "Did you mean 'beta_1'?"),
+    ]:
+        failed = run(["dvc", "exp", "run", "-S", bad], project, check=False)
+        assert failed.returncode != 0
+        assert key in failed.stdout + failed.stderr
+        assert stages_run(failed.stdout) == {"validate"}
+        assert outputs(project) == before
+        run(["git", "checkout", "params.yaml"], project)

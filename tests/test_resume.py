@@ -114,7 +114,8 @@ def test_checkpoints_from_other_params_are_not_resumed(make_params, caplog):
     )
     caplog.set_level("INFO")
     result = run_training(load_params(path))
-    assert "written under different params or data; starting fresh" in caplog.text
+    assert "written under other settings (TRAINING.BATCH_SIZE: 32 -> 64)" in caplog.text
+    assert "starting fresh" in caplog.text
     assert result.initial_epoch == 0
 
 

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from kerapipe.checks import check_params
 from kerapipe.config import load_params
-from kerapipe.errors import DataError, ModelError
+from kerapipe.errors import ConfigError, DataError, ModelError
 from kerapipe.inventory import read_inventory, run_inventory
 from kerapipe.models.base import Head, model_builder
 from kerapipe.predict import run_prediction
@@ -39,8 +40,8 @@ def test_training_writes_model_log_checkpoints_and_run_info(trained):
     assert (run_dir / "checkpoints" / state["last"]).is_file()
     assert (run_dir / "checkpoints" / state["best"]).is_file()
     assert sorted(p.name for p in (run_dir / "checkpoints").glob("*.keras")) == sorted(
-        {state["last"], state["best"]}
-    )  # older epoch files are pruned
+        {"epoch_0001.keras", state["last"], state["best"]}
+    )  # the last two epochs and the best are kept (a fallback if the last is damaged)
     info = json.loads((run_dir / "run_info.json").read_text())
     assert info["seed"] == 42 and "keras" in info["packages"] and info["devices"]
     assert info["precision_policy"] == "float32" and info["replicas"] == 1
@@ -104,12 +105,12 @@ def test_other_formats_train_save_and_predict(make_params, model_format):
 def test_missing_initial_weights_fails_before_any_work(make_params, tmp_path):
     from kerapipe.pipeline import validate_pipeline
 
+    run_inventory(params_file(make_params))
     params = params_file(make_params, **{"MODEL.MODEL_PARAMS.INITIAL_WEIGHTS": "nowhere.keras"})
-    run_inventory(params)
-    with pytest.raises(ModelError, match="INITIAL_WEIGHTS: file 'nowhere.keras' not found"):
+    with pytest.raises(ConfigError, match="INITIAL_WEIGHTS: file 'nowhere.keras' not found"):
         run_training(params)
     assert not (tmp_path / "models").exists()  # no checkpoint folder, no log, nothing
-    with pytest.raises(ModelError, match="INITIAL_WEIGHTS: file 'nowhere.keras' not found"):
+    with pytest.raises(ConfigError, match="INITIAL_WEIGHTS: file 'nowhere.keras' not found"):
         validate_pipeline(params)
 
 
@@ -128,6 +129,8 @@ def test_xception_never_downloads_imagenet_weights(make_params, monkeypatch, tmp
     )
     with pytest.raises(ModelError, match="kerapipe never downloads"):
         model_builder(params).build(Head(10, "softmax"))
+    with pytest.raises(ConfigError, match="kerapipe never downloads"):
+        check_params(params)  # what every stage runs first
 
 
 def test_xception_builds_and_runs_without_weights(make_params):
@@ -148,7 +151,10 @@ def test_truncated_image_fails_training_with_a_clear_message(make_params, digits
     shutil.copytree(digits / "train", data)
     victim = sorted((data / "three").glob("*.png"))[0]
     victim.write_bytes(victim.read_bytes()[:30])  # a PNG header, then nothing
-    params = params_file(make_params, **{"TRAINING.NUM_EPOCHS": 1})
+    # The inventory's default check would skip it; with names only, training must name it.
+    params = params_file(
+        make_params, **{"TRAINING.NUM_EPOCHS": 1, "INVENTORY.CHECK_IMAGES": "names"}
+    )
     raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
     raw["DATA"]["INVENTORY_DATA_DIR"] = str(data)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))

@@ -46,6 +46,10 @@ class ApplicationBuilder(ModelBuilder):
                 "are expanded) or set WEIGHTS to null."
             )
 
+    def check_files(self) -> None:
+        super().check_files()
+        self.weights_path()
+
     def weights_path(self) -> str | None:
         weights = self.params.WEIGHTS
         if weights is None:

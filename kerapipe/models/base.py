@@ -8,12 +8,13 @@ raw pixel values (0-255) and does its own input scaling, so a saved model is sel
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator
 
 from kerapipe.config import Group, Params, validate_group
-from kerapipe.errors import ConfigError
+from kerapipe.errors import ConfigError, ModelError
 from kerapipe.registry import MODELS
 
 if TYPE_CHECKING:
@@ -73,6 +74,17 @@ class ModelBuilder:
                 f"MODEL.MODEL_PARAMS.INPUT_SHAPE: {self.name} needs images of at least "
                 f"{self.min_input_size}x{self.min_input_size} pixels, got {list(shape)}. "
                 "Raise INPUT_SHAPE (images are resized to it) or choose another MODEL_NAME."
+            )
+
+    def check_files(self) -> None:
+        """Raise a ModelError if a file the params name is missing (before any work starts).
+
+        Subclasses that read more files (pretrained weights) extend it."""
+        path = self.params.INITIAL_WEIGHTS
+        if path and not Path(path).is_file():
+            raise ModelError(
+                f"MODEL.MODEL_PARAMS.INITIAL_WEIGHTS: file {path!r} not found. Give a .keras "
+                "model or .weights.h5 file from an earlier run, or set it to null."
             )
 
     def build(self, head: Head) -> keras.Model:

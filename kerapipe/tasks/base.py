@@ -35,6 +35,9 @@ class Task:
     Params: ClassVar[type[Group]] = Group
     default_loss: ClassVar[str]  # used when MODEL.LOSS_NAME is not set
     default_metrics: ClassVar[tuple[str, ...]] = ()  # used when MODEL.METRICS is not set
+    # TASK_PARAMS that change only what is shown (logs, plots), never the inventory or the
+    # weights: changing them keeps the inventory, the model and the checkpoints.
+    display_only_params: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, params: Params) -> None:
         self.params = params

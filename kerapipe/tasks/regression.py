@@ -166,16 +166,16 @@ class RegressionTask(Task):
         self.std = np.where(std > 0, std, 1.0)  # a constant target: leave its scale alone
 
     def _ensure_scaling(self, table: pd.DataFrame) -> None:
-        """Scaling from ``prepare``; else from the training rows of ``table`` or the inventory."""
+        """Scaling from ``prepare``, or else from the training rows of ``table`` itself (a
+        task never reads the inventory: the train step passes it the training rows)."""
         if self.mean is not None:
             return
-        if "split" in table.columns and (table.split == "train").any():
-            self.prepare(table[table.split == "train"])
-            return
-        from kerapipe.inventory import read_inventory
-
-        inventory = read_inventory(self.params)
-        self.prepare(inventory[inventory.split == "train"])
+        if "split" not in table.columns or not (table.split == "train").any():
+            raise ValueError(
+                "RegressionTask.prepare(train_rows) must be called before building datasets "
+                "of rows without a 'train' split"
+            )
+        self.prepare(table[table.split == "train"])
 
     def standardise(self, values: np.ndarray) -> np.ndarray:
         return ((values - self.mean) / self.std).astype(np.float32)

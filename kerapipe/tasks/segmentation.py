@@ -84,6 +84,7 @@ class SegmentationTask(Task):
     Params = SegmentationParams
     default_loss = "sparse_categorical_crossentropy"
     default_metrics = ("accuracy", "sparse_mean_iou", "sparse_mean_dice")
+    display_only_params = frozenset({"LOG_IMAGES"})
 
     @property
     def class_names(self) -> list[str]:

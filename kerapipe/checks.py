@@ -1,0 +1,134 @@
+"""Check the params against every component they name, before any stage does any work.
+
+The params schema (kerapipe/config.py) knows the keys and the registered names but no
+plug-in. This step, above it, asks each named component to check its own params: the task
+its ``TASK_PARAMS``, the model its ``MODEL_PARAMS`` and weights files, each augmentation its
+params, and each Keras loss, optimizer, schedule, metric and callback its arguments (by name,
+with a "did you mean", and by type), plus every callback ``monitor`` against the names the
+model will log. All problems are reported together in one ConfigError.
+
+Keras (and so TensorFlow) is imported only when a Keras component has arguments to check, so
+``kerapipe validate`` on params that only name components stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kerapipe.config import Params, load_params, summarise_problems
+from kerapipe.errors import ConfigError, KerapipeError
+from kerapipe.registry import suggest
+
+
+def load_checked_params(path: str | Path) -> Params:
+    """Read a params file and run every check on it (what each stage does first)."""
+    return check_params(load_params(path), source=str(path))
+
+
+def check_params(params: Params, source: str = "params") -> Params:
+    """Run every component's own checks; raise one ConfigError listing all problems."""
+    problems = _problems(
+        [_check_task, _check_model, _check_augmentations],
+        params,
+    )
+    if not problems:  # the cross-checks need each part valid on its own
+        problems = _problems([_check_task_and_model, _check_keras_components], params)
+    if problems:
+        raise ConfigError(summarise_problems(source, problems))
+    return params
+
+
+def _problems(checks: list[Callable[[Params], None]], params: Params) -> list[str]:
+    found = []
+    for check in checks:
+        try:
+            check(params)
+        except KerapipeError as err:
+            found.append(str(err))
+    return found
+
+
+def _check_task(params: Params) -> None:
+    from kerapipe.tasks.base import get_task
+
+    get_task(params)
+
+
+def _check_model(params: Params) -> None:
+    from kerapipe.models.base import model_builder
+
+    model_builder(params).check_files()
+
+
+def _check_augmentations(params: Params) -> None:
+    from kerapipe.augmentations import build_augmentations
+
+    build_augmentations(params.TRAINING.AUGMENTATIONS)
+
+
+def _check_task_and_model(params: Params) -> None:
+    from kerapipe.models.base import model_builder
+    from kerapipe.tasks.base import get_task
+
+    get_task(params).check_model_params(model_builder(params).params)
+
+
+def _check_keras_components(params: Params) -> None:
+    """Build every Keras component as training will, and check each callback's monitor."""
+    _check_learning_rate(params.MODEL.OPTIMIZER_PARAMS.get("LEARNING_RATE"))
+    if not needs_keras(params):
+        return
+    from kerapipe import components
+    from kerapipe.tasks.base import get_task
+
+    task = get_task(params)
+    problems = _problems(
+        [
+            lambda p: components.build_loss(p, task),
+            components.build_optimizer,
+            components.build_callbacks,
+            lambda p: check_monitors(p, components.logged_names(p, task)),
+        ],
+        params,
+    )
+    if problems:
+        raise ConfigError("\n  - ".join(problems))
+
+
+def needs_keras(params: Params) -> bool:
+    """Whether any Keras component gets arguments that only Keras can check."""
+    model = params.MODEL
+    optimizer_params = dict(model.OPTIMIZER_PARAMS)
+    rate = optimizer_params.pop("LEARNING_RATE", None)
+    return bool(
+        model.LOSS_PARAMS
+        or optimizer_params
+        or isinstance(rate, dict)
+        or any(spec.METRIC_PARAMS for spec in model.METRICS or [])
+        or params.TRAINING.CALLBACKS
+    )
+
+
+def _check_learning_rate(rate: Any) -> None:
+    key = "MODEL.OPTIMIZER_PARAMS.LEARNING_RATE"
+    if rate is None or isinstance(rate, dict):
+        return  # a schedule is checked with Keras
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
+        raise ConfigError(
+            f"{key}: must be a number > 0 or a schedule {{SCHEDULE_NAME, SCHEDULE_PARAMS}} "
+            f"(got {rate!r})."
+        )
+
+
+def check_monitors(params: Params, logged: list[str]) -> None:
+    """Each callback's ``monitor`` must be a value that ``fit`` logs."""
+    for i, spec in enumerate(params.TRAINING.CALLBACKS):
+        monitor = spec.CALLBACK_PARAMS.get("monitor")
+        if monitor is not None and monitor not in logged:
+            raise ConfigError(
+                f"TRAINING.CALLBACKS.{i}.CALLBACK_PARAMS.monitor: {monitor!r} is not logged "
+                f"by this model.{suggest(monitor, logged)} Logged each epoch: "
+                f"{', '.join(logged)}."
+            )
