@@ -27,7 +27,8 @@ def test_fast_commands_do_not_import_tensorflow(args, make_params):
     argv = [*args, "--params", str(path)] if args != ["--help"] else args
     code = (
         "import sys; from kerapipe.cli import main\n"
-        "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "try:\n    code = main(sys.argv[1:])\nexcept SystemExit as exit:\n    code = exit.code\n"
+        "assert code == 0, f'exit code {code}'\n"
         "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'"
     )
     result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)

@@ -266,7 +266,8 @@ def test_too_few_images_to_stratify(small_params):
 def test_inventory_does_not_import_tensorflow(make_params):
     _, path = make_params()
     code = (
-        "import sys; from kerapipe.cli import main; main(['inventory', '--params', sys.argv[1]]);"
+        "import sys; from kerapipe.cli import main\n"
+        "assert main(['inventory', '--params', sys.argv[1]]) == 0, 'inventory failed'\n"
         "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'"
     )
     subprocess.run([sys.executable, "-c", code, str(path)], check=True, capture_output=True)

@@ -196,9 +196,6 @@ def test_dataset_shapes_dtypes_and_mask_values(shapes, tmp_path):
 
 def test_augmentation_moves_image_and_mask_together(tmp_path):
     """An image that is its mask times 100: after a random flip it still must be."""
-    params = task_params("segmentation", tmp_path)
-    if "AUGMENTATIONS" not in params["TRAINING"] and not _has_augmentations():
-        pytest.skip("this kerapipe has no TRAINING.AUGMENTATIONS")
     data = tmp_path / "data"
     rng = np.random.default_rng(0)
     for i in range(8):
@@ -228,12 +225,6 @@ def test_augmentation_moves_image_and_mask_together(tmp_path):
         np.testing.assert_array_equal(images.numpy()[..., 0], masks.numpy() * 100.0)
         flipped += int((masks.numpy()[:, 0, 0] == 0).sum())  # a corner left the top-left
     assert flipped > 0
-
-
-def _has_augmentations() -> bool:
-    from kerapipe.config import TrainingParams
-
-    return "AUGMENTATIONS" in TrainingParams.model_fields
 
 
 # --- models, losses, metrics -------------------------------------------------------------------
