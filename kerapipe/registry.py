@@ -5,6 +5,11 @@ An entry is either the object itself (registered with the decorator) or a ``"mod
 string that is imported on first use. The string form lets kerapipe know every name, for
 ``kerapipe validate`` and ``kerapipe --help``, without importing TensorFlow.
 
+Other packages add components through entry points, in the group ``kerapipe.<kind>``
+(``kerapipe.models``, ``kerapipe.losses``, ...): an entry point's value is already a
+``"module:attr"`` string, so a plug-in is registered exactly as kerapipe's own lazy entries are,
+when a registry is first asked for its names, without importing the plug-in.
+
 Example:
     >>> @MODELS.register("my_net")
     ... class MyNet(ModelBuilder): ...
@@ -15,12 +20,16 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.metadata
 import importlib.util
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from kerapipe.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def suggest(name: str, choices: Iterable[str]) -> str:
@@ -51,11 +60,41 @@ class Entry:
 
 
 class Registry:
-    """Names of one kind of component, mapped to the objects that build them."""
+    """Names of one kind of component, mapped to the objects that build them.
 
-    def __init__(self, kind: str) -> None:
+    ``group`` is the entry-point group other packages register in (None: none).
+    """
+
+    def __init__(self, kind: str, group: str | None = None) -> None:
         self.kind = kind
-        self._entries: dict[str, Entry] = {}
+        self.group = group
+        self._own: dict[str, Entry] = {}
+        self._plugins: set[str] = set()  # names that came from entry points
+        self._plugins_loaded = group is None
+
+    @property
+    def _entries(self) -> dict[str, Entry]:
+        """Every entry: kerapipe's own, then the installed plug-ins' (found on first use)."""
+        if not self._plugins_loaded:
+            self._plugins_loaded = True
+            self._load_plugins()
+        return self._own
+
+    def _load_plugins(self) -> None:
+        for point in importlib.metadata.entry_points(group=self.group):
+            package = point.dist.name if point.dist else "an installed package"
+            if point.name in self._own:
+                log.warning(
+                    "%s registers %s %r, which kerapipe already has; the plug-in's is ignored. "
+                    "Rename it in that package's [project.entry-points.%r].",
+                    package,
+                    self.kind,
+                    point.name,
+                    self.group,
+                )
+                continue
+            self._own[point.name] = Entry(point.name, point.value, f"from {package}")
+            self._plugins.add(point.name)
 
     def register(
         self, name: str, target: Any = None, *, summary: str = "", requires: Iterable[str] = ()
@@ -72,9 +111,10 @@ class Registry:
                 return obj
 
             return decorator
-        if name in self._entries:
+        if name in self._own and name not in self._plugins:
             raise ValueError(f"{self.kind} {name!r} is already registered")
-        self._entries[name] = Entry(name, target, summary, tuple(requires))
+        self._plugins.discard(name)  # kerapipe's own wins over a plug-in found earlier
+        self._own[name] = Entry(name, target, summary, tuple(requires))
         return target
 
     def get(self, name: str) -> Any:
@@ -116,15 +156,15 @@ class Registry:
         return iter(self._entries[name] for name in self.names())
 
 
-MODELS = Registry("model")
-LOSSES = Registry("loss")
-OPTIMIZERS = Registry("optimizer")
-METRICS = Registry("metric")
-CALLBACKS = Registry("callback")
-SOURCES = Registry("data source")
-TASKS = Registry("task")
-SCHEDULES = Registry("learning-rate schedule")
-AUGMENTATIONS = Registry("augmentation")
+MODELS = Registry("model", "kerapipe.models")
+LOSSES = Registry("loss", "kerapipe.losses")
+OPTIMIZERS = Registry("optimizer", "kerapipe.optimizers")
+METRICS = Registry("metric", "kerapipe.metrics")
+CALLBACKS = Registry("callback", "kerapipe.callbacks")
+SOURCES = Registry("data source", "kerapipe.sources")
+TASKS = Registry("task", "kerapipe.tasks")
+SCHEDULES = Registry("learning-rate schedule", "kerapipe.schedules")
+AUGMENTATIONS = Registry("augmentation", "kerapipe.augmentations")
 
 ALL: dict[str, Registry] = {
     "models": MODELS,
