@@ -25,9 +25,13 @@ from kerapipe.augmentations import Augmentation, augment, build_augmentations
 from kerapipe.config import DEFAULT_MAX_IMAGE_PIXELS
 from kerapipe.errors import DataError
 from kerapipe.images import (
-    NATIVE,
-    NATIVE_16,
+    JPEG,
+    JPEG_GRAY,
     PILLOW,
+    PNG,
+    PNG_16,
+    PNG_GRAY,
+    ROUTES,
     ImageInfo,
     decode_with_pillow,
     describe_problems,
@@ -78,36 +82,64 @@ class DatasetOptions:
         return self.num_parallel_calls or AUTOTUNE
 
 
+@dataclass(frozen=True)
+class Decoding:
+    """What the images of one dataset need from the decode, read from their header probes.
+
+    Every op of every branch in the tf.data map runs for every image (as a dead branch when
+    not taken), so the map holds only the decoders these images take, and the EXIF turn
+    only when one of them is turned. The defaults serve any image.
+
+    Args:
+        routes: the decode routes present (``kerapipe.images.JPEG``, ``PNG``, ...).
+        turned: whether any image has an EXIF orientation other than 1.
+        max_pixels: ``PIPELINE.MAX_IMAGE_PIXELS``, checked again by the Pillow decode.
+    """
+
+    routes: tuple[int, ...] = ROUTES
+    turned: bool = True
+    max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+
+    @classmethod
+    def of(cls, infos: Sequence[ImageInfo], max_pixels: int | None) -> Decoding:
+        routes = tuple(sorted({info.route for info in infos})) or (PNG,)
+        return cls(routes, any(info.orientation != 1 for info in infos), max_pixels)
+
+
+@tf.autograph.experimental.do_not_convert  # plain graph code: tracing it is then faster
 def decode_image(
     path: tf.Tensor,
     input_shape: Sequence[int],
     route: tf.Tensor | int,
     orientation: tf.Tensor | int = 1,
-    max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+    decoding: Decoding | None = None,
 ) -> tf.Tensor:
     """Read, decode and resize one image to ``input_shape``, as uint8.
 
     ``route`` and ``orientation`` come from the file's header probe
     (``kerapipe.images.probe_image``): TensorFlow's own decoders for the PNG and JPEG files
     they decode as Pillow does, Pillow (in a ``tf.numpy_function``) for the others. Either
-    way the pixels are Pillow's, turned by the EXIF orientation, converted to the wanted
-    channel count as Pillow's ``convert`` does. The resized pixels are rounded back to uint8:
-    a quarter of float32's size to cache and to move between threads.
+    way the pixels are Pillow's, converted to the wanted channel count as Pillow's
+    ``convert`` does and turned by the EXIF orientation (after the resize, on the small
+    image: the two commute). ``decoding`` says which routes and turns can occur (default:
+    any); one switch picks the decoder, nothing else branches per image. The resized pixels
+    are rounded back to uint8: a quarter of float32's size to cache and to move between
+    threads.
     """
+    decoding = decoding or Decoding()
     height, width, channels = input_shape
     orientation = tf.cast(orientation, tf.int32)
-    # The size to decode at least, as stored: orientations 5-8 turn the image a quarter.
-    least = tf.where(orientation >= 5, [width, height], [height, width])
-    image = tf.switch_case(
-        tf.cast(route, tf.int32),
-        {
-            NATIVE: lambda: _native(tf.io.read_file(path), least, channels),
-            NATIVE_16: lambda: _native_16(tf.io.read_file(path), channels),
-            PILLOW: lambda: _pillow(path, least, channels, max_pixels),
-        },
-    )
-    image = orient(image, orientation)
-    image = tf.image.resize(image, (height, width))
+    stored: tf.Tensor | tuple[int, int] = (height, width)
+    if decoding.turned:  # decoded and resized as stored: 5-8 turn it a quarter afterwards
+        stored = tf.where(orientation >= 5, [width, height], [height, width])
+    decoders = _decoders(path, stored, channels, decoding.max_pixels)
+    present = [decoders[route_id] for route_id in decoding.routes]
+    if len(present) == 1:
+        image = present[0]()
+    else:  # the route's place among those present
+        places = [decoding.routes.index(r) if r in decoding.routes else 0 for r in ROUTES]
+        image = tf.switch_case(tf.gather(places, tf.cast(route, tf.int32)), present)
+    image = orient(image, orientation) if decoding.turned else image
     image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
     image.set_shape((height, width, channels))
     return image
@@ -116,118 +148,110 @@ def decode_image(
 JPEG_RATIOS = (1, 2, 4, 8)  # the scales libjpeg can decode at
 
 
-def _native(contents: tf.Tensor, least: tf.Tensor, channels: int) -> tf.Tensor:
-    """An 8-bit PNG or a gray/RGB JPEG, with its own channels, then converted.
+def _decoders(path: tf.Tensor, size, channels: int, max_pixels: int | None):
+    """The decoder of each route: the image resized to ``size`` (float32, as stored) with
+    ``channels`` channels as Pillow's ``convert("L"/"RGB"/"RGBA")`` gives them.
 
-    A JPEG much larger than the input is decoded at 1/2, 1/4 or 1/8 scale (libjpeg scales in
-    the DCT domain), several times faster than a full decode and still leaving at least
-    ``least`` pixels to resize from. JPEGs use libjpeg's accurate integer DCT, as Pillow
-    does, so both give the same pixels.
+    Channels are made after the resize, on the small image, where they cost least: gray is
+    tiled to RGB, an opaque alpha added, colour turned gray with Pillow's own formula
+    (``luma``; libjpeg and libpng weigh the colours their own way). Resizing works on each
+    channel alone and the formula is linear, so the order changes nothing at the input's own
+    size. libpng drops alpha, and adds an opaque one, as Pillow does. A JPEG much larger than
+    the input is decoded at 1/2, 1/4 or 1/8 scale (libjpeg scales in the DCT domain), several
+    times faster than a full decode and still leaving at least ``size`` pixels; JPEGs use
+    libjpeg's accurate integer DCT, as Pillow does.
     """
 
-    def scaled_jpeg() -> tf.Tensor:
-        size = tf.image.extract_jpeg_shape(contents)
-        scale = tf.minimum(size[0] // least[0], size[1] // least[1])
+    def finish(image: tf.Tensor, gray: bool) -> tf.Tensor:
+        image = tf.image.resize(image, size)
+        if channels == 1:
+            return image if gray else luma(image)
+        if gray:
+            image = tf.concat([image, image, image], -1)
+        if channels == 4 and image.shape[-1] == 3:
+            image = tf.concat([image, tf.fill(tf.concat([tf.shape(image)[:2], [1]], 0), 255.0)], -1)
+        return image
+
+    def jpeg(gray: bool) -> tf.Tensor:
+        contents = tf.io.read_file(path)
+        stored = tf.image.extract_jpeg_shape(contents)
+        scale = tf.minimum(stored[0] // size[0], stored[1] // size[1])
         branch = tf.reduce_sum(tf.cast(scale >= tf.constant(JPEG_RATIOS[1:]), tf.int32))
         decoders = [
             lambda ratio=ratio: tf.io.decode_jpeg(
-                contents, ratio=ratio, dct_method="INTEGER_ACCURATE"
+                contents, channels=1 if gray else 3, ratio=ratio, dct_method="INTEGER_ACCURATE"
             )
             for ratio in JPEG_RATIOS
         ]
-        return tf.switch_case(branch, decoders)
+        return finish(tf.switch_case(branch, decoders), gray)
 
-    is_jpeg = tf.equal(tf.strings.substr(contents, 0, 3), b"\xff\xd8\xff")
-    image = tf.cond(is_jpeg, scaled_jpeg, lambda: tf.io.decode_png(contents))
-    return convert(image, channels)
+    def png(gray: bool) -> tf.Tensor:
+        contents = tf.io.read_file(path)
+        if gray and channels != 4:  # gray, or gray+alpha (whose alpha goes)
+            return finish(tf.io.decode_png(contents, channels=1), gray=True)
+        return finish(tf.io.decode_png(contents, channels=max(channels, 3)), gray=False)
+
+    def png_16() -> tf.Tensor:
+        """A 16-bit PNG, scaled to 8 bits first (value / 257, rounded: 65535 is 255)."""
+        image = tf.io.decode_png(tf.io.read_file(path), channels=max(channels, 3), dtype=tf.uint16)
+        return finish(tf.round(tf.cast(image, tf.float32) / 257.0), gray=False)
+
+    def pillow() -> tf.Tensor:  # Pillow converts the channels itself
+        return tf.image.resize(_pillow(path, size, channels, max_pixels), size)
+
+    return {
+        JPEG: lambda: jpeg(gray=False),
+        JPEG_GRAY: lambda: jpeg(gray=True),
+        PNG: lambda: png(gray=False),
+        PNG_GRAY: lambda: png(gray=True),
+        PNG_16: png_16,
+        PILLOW: pillow,
+    }
 
 
-def _native_16(contents: tf.Tensor, channels: int) -> tf.Tensor:
-    """A 16-bit PNG, scaled to 8 bits (value / 257, rounded: 65535 is 255), then converted."""
-    image = tf.cast(tf.io.decode_png(contents, dtype=tf.uint16), tf.float32)
-    return convert(tf.cast(tf.round(image / 257.0), tf.uint8), channels)
+def luma(rgb: tf.Tensor) -> tf.Tensor:
+    """Gray from RGB (float 0-255) as Pillow's ``convert("L")``: ITU-R 601-2 luma with
+    Pillow's integer weights and rounding; exact for whole values, as float32 holds every
+    weighted sum of them exactly."""
+    weighted = tf.reduce_sum(rgb * tf.constant([19595.0, 38470.0, 7471.0]), -1, keepdims=True)
+    return tf.floor(weighted / 65536.0 + 0.5)
 
 
 def _pillow(path: tf.Tensor, least: tf.Tensor, channels: int, max_pixels: int | None):
     """Pillow's decoding (``kerapipe.images.decode_with_pillow``), in the parallel map.
 
-    A failure becomes an InvalidArgumentError naming the file and Pillow's reason, as a
-    failed native decode does (training names the files; prediction skips the element).
+    A file Pillow cannot decode gives an empty image, which the resize that follows refuses
+    with an InvalidArgumentError, as a failed native decode gives one (training then names
+    the files; prediction drops the element and names it). No assertion op: a stateful op
+    would make tf.data run the whole map on one thread under op determinism (which training
+    turns on).
     """
 
-    def run(name: bytes, size: np.ndarray) -> tuple[np.ndarray, bytes]:
+    def run(name: bytes, size: np.ndarray) -> np.ndarray:
         path = os.fsdecode(np.asarray(name).item())  # bytes (a 0-d array when eager)
         try:
-            pixels = decode_with_pillow(path, channels, (int(size[0]), int(size[1])), max_pixels)
-        except ValueError as err:
-            return np.zeros((0, 0, channels), np.uint8), str(err).encode()
-        return pixels, b""
+            return decode_with_pillow(path, channels, (int(size[0]), int(size[1])), max_pixels)
+        except ValueError:
+            return np.zeros((0, 0, channels), np.uint8)
 
-    image, problem = tf.numpy_function(run, [path, least], (tf.uint8, tf.string), stateful=False)
-    checked = tf.debugging.Assert(
-        tf.equal(problem, b""), ["kerapipe cannot decode", path, problem], name="pillow_decode"
-    )
-    with tf.control_dependencies([checked]):
-        image = tf.identity(image)
+    image = tf.numpy_function(run, [path, least], tf.uint8, stateful=False)
     image.set_shape((None, None, channels))
     return image
 
 
-def convert(image: tf.Tensor, channels: int) -> tf.Tensor:
-    """``image`` (uint8, 1-4 channels: gray, gray+alpha, RGB, RGBA) with ``channels``
-    channels, as Pillow's ``convert("L"/"RGB"/"RGBA")`` gives them: gray from colour by
-    Pillow's ITU-R 601-2 luma in its integer arithmetic, alpha dropped or made opaque."""
-
-    def gray(rgb: tf.Tensor) -> tf.Tensor:
-        r, g, b = (tf.cast(rgb[..., i], tf.int32) for i in range(3))
-        luma = tf.bitwise.right_shift(r * 19595 + g * 38470 + b * 7471 + 0x8000, 16)
-        return tf.cast(luma, tf.uint8)[..., None]
-
-    def opaque() -> tf.Tensor:
-        return tf.fill(tf.concat([tf.shape(image)[:2], [1]], 0), tf.constant(255, tf.uint8))
-
-    def tile(one: tf.Tensor) -> tf.Tensor:
-        return tf.concat([one, one, one], axis=-1)
-
-    first_channel, alpha = image[..., :1], image[..., -1:]
-    options = {
-        1: [lambda: image, lambda: first_channel, lambda: gray(image), lambda: gray(image)],
-        3: [
-            lambda: tile(image),
-            lambda: tile(first_channel),
-            lambda: image,
-            lambda: image[..., :3],
-        ],
-        4: [
-            lambda: tf.concat([tile(image), opaque()], -1),
-            lambda: tf.concat([tile(first_channel), alpha], -1),
-            lambda: tf.concat([image, opaque()], -1),
-            lambda: image,
-        ],
-    }[channels]
-    converted = tf.switch_case(tf.shape(image)[-1] - 1, options)
-    converted.set_shape((None, None, channels))
-    return converted
+# EXIF orientations 1-8 as a transpose, then strides that flip rows and/or columns (as
+# Pillow's exif_transpose: 2 mirrors left-right, 3 turns 180, 6 turns 90 clockwise, ...).
+_PERMS = ((0, 1, 2),) * 4 + ((1, 0, 2),) * 4
+_STRIDES = ((1, 1, 1), (1, -1, 1), (-1, -1, 1), (-1, 1, 1)) * 2
 
 
 def orient(image: tf.Tensor, orientation: tf.Tensor | int) -> tf.Tensor:
-    """``image`` turned by its EXIF orientation (1-8), as ``PIL.ImageOps.exif_transpose``."""
-
-    def transposed() -> tf.Tensor:
-        return tf.transpose(image, [1, 0, 2])
-
-    turns = [
-        lambda: image,  # 1: as stored
-        lambda: tf.reverse(image, [1]),  # 2: mirrored left-right
-        lambda: tf.reverse(image, [0, 1]),  # 3: rotated 180
-        lambda: tf.reverse(image, [0]),  # 4: mirrored top-bottom
-        transposed,  # 5: transposed
-        lambda: tf.reverse(transposed(), [1]),  # 6: rotated 90 clockwise
-        lambda: tf.reverse(transposed(), [0, 1]),  # 7: transversed
-        lambda: tf.reverse(transposed(), [0]),  # 8: rotated 90 counter-clockwise
-    ]
+    """``image`` turned by its EXIF orientation (1-8), as ``PIL.ImageOps.exif_transpose``
+    does: a transpose and a strided slice chosen by table, without branching."""
     index = tf.clip_by_value(tf.cast(orientation, tf.int32) - 1, 0, 7)
-    return tf.switch_case(index, turns)
+    image = tf.transpose(image, tf.gather(_PERMS, index))
+    strides = tf.gather(_STRIDES, index)
+    return tf.strided_slice(image, [0, 0, 0], [0, 0, 0], strides, begin_mask=7, end_mask=7)
 
 
 def load_image(path: tf.Tensor, input_shape: Sequence[int], route, orientation=1) -> tf.Tensor:
@@ -280,7 +304,9 @@ def image_dataset(
     """
     options = options or DatasetOptions()
     paths = [str(p) for p in paths]
-    routes, turns = _routes(readable_images(paths, max_pixels))
+    infos = readable_images(paths, max_pixels)
+    routes, turns = _routes(infos)
+    decoding = Decoding.of(infos, max_pixels)
     has_targets = targets is not None
     files = (tf.constant(paths, dtype=tf.string, shape=[len(paths)]), routes, turns)
     dataset = tf.data.Dataset.from_tensor_slices((files, targets) if has_targets else files)
@@ -289,7 +315,7 @@ def image_dataset(
         return (lambda image, target: (fn(image), target)) if has_targets else fn
 
     def decode_file(path, route, orientation):
-        return decode_image(path, input_shape, route, orientation, max_pixels)
+        return decode_image(path, input_shape, route, orientation, decoding)
 
     decode = (lambda file, target: (decode_file(*file), target)) if has_targets else decode_file
     shuffle = shuffle_seed is not None
@@ -332,16 +358,20 @@ def prediction_dataset(
     input_shape: Sequence[int],
     batch_size: int,
     max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+    start: int = 0,
+    skip_errors: bool = False,
 ) -> tf.data.Dataset:
-    """Batches of ``(indices, images)`` for prediction: the images whose header probe passed,
-    each with its position in ``infos``, in order.
+    """Batches of ``(indices, images)`` for prediction: the images from position ``start``
+    on whose header probe passed, each with its position in ``infos``, in order.
 
-    An image that still fails to decode (a truncated JPEG, say) is dropped by
-    ``ignore_errors`` before batching, so one bad file never stops the run and every batch
-    holds good images only; the caller names the positions that never came. Each image is
-    decoded once.
+    With ``skip_errors`` an image that still fails to decode (a truncated JPEG, say) is
+    dropped by ``ignore_errors`` before batching, so one bad file never stops the run and
+    every batch holds good images only; the caller names the positions that never came.
+    Without it tf.data fuses the decode into the batching (``ignore_errors`` in between
+    prevents that, costing about 8% of the predict stage), and a bad file ends the pass with
+    an error: ``kerapipe.predict`` starts there, and switches only then.
     """
-    keep = [i for i, info in enumerate(infos) if info.ok]
+    keep = [i for i, info in enumerate(infos) if info.ok and i >= start]
     chosen = [infos[i] for i in keep]
     routes, turns = _routes(chosen)
     files = (
@@ -351,11 +381,13 @@ def prediction_dataset(
         turns,
     )
 
+    decoding = Decoding.of(chosen, max_pixels)
+
     def decode(index, path, route, orientation):
-        return index, decode_image(path, input_shape, route, orientation, max_pixels)
+        return index, decode_image(path, input_shape, route, orientation, decoding)
 
     dataset = tf.data.Dataset.from_tensor_slices(files).map(decode, num_parallel_calls=AUTOTUNE)
-    dataset = dataset.ignore_errors().batch(batch_size)
+    dataset = (dataset.ignore_errors() if skip_errors else dataset).batch(batch_size)
     dataset = dataset.map(lambda index, batch: (index, tf.cast(batch, tf.float32)))
     return dataset.prefetch(AUTOTUNE)
 

@@ -15,7 +15,7 @@ from kerapipe.checks import check_params
 from kerapipe.config import Params
 from kerapipe.images import ImageInfo, describe_problems, find_bad_images, probe_images
 from kerapipe.sources import get_source
-from kerapipe.tasks.base import get_task
+from kerapipe.tasks.base import Task, get_task
 
 log = logging.getLogger(__name__)
 OK = "ok"  # the status of an image that was predicted
@@ -28,8 +28,6 @@ class PredictionResult:
 
 
 def run_prediction(params: Params) -> PredictionResult:
-    from kerapipe.datasets import single_pass  # imports TensorFlow
-
     check_params(params)
     task = get_task(params)
     source = get_source(params.DATA.PREDICTION_DATA_SOURCE)
@@ -41,7 +39,7 @@ def run_prediction(params: Params) -> PredictionResult:
     # an image, a dangling link) gets its row with the reason and is never decoded.
     infos = probe_images([source.local_path(p) for p in paths], params.PIPELINE.MAX_IMAGE_PIXELS)
     statuses = [info.problem or OK for info in infos]
-    batches = single_pass(task.prediction_dataset(infos, params.TRAINING.BATCH_SIZE))
+    batches = prediction_batches(task, infos, params.TRAINING.BATCH_SIZE)
     outputs = predict_batches(model, batches, total=statuses.count(OK))
     outputs = note_failures(outputs, infos, statuses)
     out = task.write_predictions(
@@ -59,6 +57,32 @@ def run_prediction(params: Params) -> PredictionResult:
         )
     log.info("Wrote %s: %d rows.", out, len(paths))
     return PredictionResult(out, len(paths))
+
+
+def prediction_batches(task: Task, infos: list[ImageInfo], batch_size: int) -> Iterator:
+    """``(indices, images)`` for the readable images, in order, each decoded once.
+
+    The first pass lets tf.data fuse decoding and batching; an image that fails to decode
+    ends it with an error. The images not yet given then go through a second pass that
+    leaves out every image that fails (``ignore_errors``), so a bad file costs one batch
+    decoded again, and its absence is named by ``note_failures``.
+    """
+    import tensorflow as tf
+
+    from kerapipe.datasets import single_pass
+
+    start = 0
+    for skip_errors in (False, True):
+        batches = single_pass(task.prediction_dataset(infos, batch_size, start, skip_errors))
+        try:
+            for indices, images in batches:
+                yield indices, images
+                start = int(indices[-1]) + 1
+            return
+        except tf.errors.OpError:
+            if skip_errors:
+                raise
+            log.info("An image failed to decode; predicting the rest without it.")
 
 
 def note_failures(

@@ -20,9 +20,12 @@ from PIL import Image, ImageOps
 
 from kerapipe.errors import DataError
 from kerapipe.images import (
-    NATIVE,
-    NATIVE_16,
+    JPEG,
+    JPEG_GRAY,
     PILLOW,
+    PNG,
+    PNG_16,
+    PNG_GRAY,
     check_decode,
     find_bad_images,
     is_image_name,
@@ -121,9 +124,9 @@ CASES = [
     "rotated.jpg", "rotated.png", "rgb.bmp", "palette.bmp", "animated.gif", "rgb.webp",
     "rgba.webp", "rgb.tif", "gray16.tiff",
 ]  # fmt: skip
-ROUTES = {"gray.png": NATIVE, "gray_alpha.png": NATIVE, "rgb.png": NATIVE, "rgba.png": NATIVE,
-          "gray.jpg": NATIVE, "rgb.jpg": NATIVE, "rotated.jpg": NATIVE, "rotated.png": NATIVE,
-          "gray16.png": NATIVE_16, "rgb16.png": NATIVE_16}  # fmt: skip
+ROUTES = {"gray.png": PNG_GRAY, "gray_alpha.png": PNG_GRAY, "rgb.png": PNG, "rgba.png": PNG,
+          "gray.jpg": JPEG_GRAY, "rgb.jpg": JPEG, "rotated.jpg": JPEG, "rotated.png": PNG,
+          "gray16.png": PNG_16, "rgb16.png": PNG_16}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -194,6 +197,49 @@ def test_image_dataset_decodes_a_folder_of_every_format(files, channels):
 def test_each_file_takes_the_fast_native_decoder_when_it_decodes_right(files):
     for name in CASES:
         assert probe_image(str(files[name])).route == ROUTES.get(name, PILLOW), name
+
+
+XMP = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+    b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+    b'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="3"/></rdf:RDF></x:xmpmeta>'
+)
+
+
+def test_the_fast_header_reader_says_what_pillows_says(files, tmp_path):
+    """Plain PNG and JPEG headers are read without Pillow's general reader; for every file
+    it must agree with Pillow's, including orientations kept in XMP, big-endian EXIF and
+    PNG text, which it leaves to Pillow."""
+    extra = {
+        "xmp.jpg": lambda p: Image.fromarray(pattern(1, 3)).save(p, xmp=XMP),
+        "motorola.jpg": lambda p: Image.fromarray(pattern(2, 3)).save(
+            p,
+            exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x01\x01\x12\x00\x03"
+            b"\x00\x00\x00\x01\x00\x07\x00\x00\x00\x00\x00\x00",
+        ),
+        "text.png": lambda p: Image.fromarray(pattern(3, 3)).save(
+            p, pnginfo=_text_info("Raw profile type exif", "\nexif\n0\n")
+        ),
+        "comment.png": lambda p: Image.fromarray(pattern(4, 3)).save(
+            p, pnginfo=_text_info("Software", "kerapipe tests")
+        ),
+    }
+    paths = [str(files[name]) for name in CASES]
+    for name, write in extra.items():
+        write(tmp_path / name)
+        paths.append(str(tmp_path / name))
+    for path in paths:
+        assert probe_image(path) == probe_image(path, plain=False), path
+    assert probe_image(str(tmp_path / "xmp.jpg")).orientation == 3
+    assert probe_image(str(tmp_path / "motorola.jpg")).orientation == 7
+
+
+def _text_info(key: str, value: str):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(key, value)
+    return info
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
@@ -319,3 +365,18 @@ def test_damaged_and_foreign_files_are_named_with_a_reason(tmp_path, files):
 )  # fmt: skip
 def test_webp_and_tiff_are_accepted_names(name, expected):
     assert is_image_name(name) is expected
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_the_decode_has_no_stateful_op_so_the_map_stays_parallel(channels):
+    """tf.data runs a map whose function holds a stateful op (an assertion, say) on one
+    thread when op determinism is on, as training turns it on: half the speed on 2 cores."""
+    from tensorflow.python.framework import op_def_registry
+
+    decode = tf.function(lambda p, r, o: decode_image(p, (8, 8, channels), r, o))
+    specs = (tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32))
+    graph = decode.get_concrete_function(*specs).graph.as_graph_def()
+    ops = {node.op for node in graph.node}
+    ops |= {node.op for function in graph.library.function for node in function.node_def}
+    assert "PyFuncStateless" in ops and "DecodeJpeg" in ops  # every route is in the graph
+    assert not [op for op in ops if op_def_registry.get(op).is_stateful]

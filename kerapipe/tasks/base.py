@@ -105,14 +105,19 @@ class Task:
     def input_shape(self) -> list[int]:
         return self.params.MODEL.MODEL_PARAMS["INPUT_SHAPE"]
 
-    def prediction_dataset(self, infos: list[ImageInfo], batch_size: int) -> tf.data.Dataset:
-        """Batches of ``(indices, inputs)``: the images whose header probe passed (``infos``,
-        from ``kerapipe.images.probe_images``) and decode, each with its position in
-        ``infos``, in order (see ``kerapipe.datasets.prediction_dataset``)."""
+    def prediction_dataset(
+        self, infos: list[ImageInfo], batch_size: int, start: int = 0, skip_errors: bool = False
+    ) -> tf.data.Dataset:
+        """Batches of ``(indices, inputs)``: the images from position ``start`` on whose
+        header probe passed (``infos``, from ``kerapipe.images.probe_images``), each with its
+        position in ``infos``, in order; with ``skip_errors`` those that fail to decode are
+        left out (see ``kerapipe.datasets.prediction_dataset``)."""
         from kerapipe.datasets import prediction_dataset
 
         max_pixels = self.params.PIPELINE.MAX_IMAGE_PIXELS
-        return prediction_dataset(infos, self.input_shape, batch_size, max_pixels)
+        return prediction_dataset(
+            infos, self.input_shape, batch_size, max_pixels, start, skip_errors
+        )
 
     def prediction_inputs(self, source: DataSource, data_dir: str) -> list[str]:
         """Every image under ``DATA.PREDICTION_DATA_DIR`` (recursive, sorted). Files that are

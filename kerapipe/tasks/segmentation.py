@@ -269,6 +269,7 @@ class SegmentationTask(Task):
             AUTOTUNE,
             FILE_CACHE_SHUFFLE_BUFFER,
             DatasetOptions,
+            Decoding,
             cache_prefix,
             decode_image,
             readable_images,
@@ -279,6 +280,7 @@ class SegmentationTask(Task):
         images, masks = list(table.filepath), list(table.mask_path)
         max_pixels = self.params.PIPELINE.MAX_IMAGE_PIXELS
         infos = readable_images(images, max_pixels)  # decoders and EXIF orientations
+        decoding = Decoding.of(infos, max_pixels)
         data = tf.data.Dataset.from_tensor_slices(
             (
                 tf.constant(images, dtype=tf.string),
@@ -290,7 +292,7 @@ class SegmentationTask(Task):
         calls = options.parallel_calls
 
         def decode(image, route, orientation, mask):
-            pixels = decode_image(image, shape, route, orientation, max_pixels)
+            pixels = decode_image(image, shape, route, orientation, decoding)
             return pixels, load_mask(mask, shape[:2], dtype=tf.uint8)
 
         def shuffle(data, buffer):
