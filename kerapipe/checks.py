@@ -80,6 +80,9 @@ def _check_keras_components(params: Params) -> None:
     _check_learning_rate(params.MODEL.OPTIMIZER_PARAMS.get("LEARNING_RATE"))
     if not needs_keras(params):
         return
+    from kerapipe.native_logs import import_tensorflow
+
+    import_tensorflow()
     from kerapipe import components
     from kerapipe.tasks.base import get_task
 

@@ -1,7 +1,9 @@
 """The ``kerapipe`` command. It parses arguments and calls the library; nothing else.
 
-TensorFlow is imported only by the commands that train or predict, so ``--help``,
-``validate``, ``inventory`` and ``components`` start fast.
+TensorFlow is imported only by the commands that train or predict (and by ``validate`` when a
+Keras component has arguments to check), without its native start-up lines, so ``--help``,
+``validate``, ``inventory`` and ``components`` start fast and stages print only kerapipe's
+and Keras' own output.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from kerapipe import native_logs
 from kerapipe.errors import KerapipeError
+from kerapipe.native_logs import import_tensorflow
 
 log = logging.getLogger("kerapipe")
 
@@ -24,18 +28,21 @@ def cmd_inventory(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    import_tensorflow()
     from kerapipe.train import run_training
 
     run_training(_params(args))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    import_tensorflow()
     from kerapipe.predict import run_prediction
 
     run_prediction(_params(args))
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    import_tensorflow()
     from kerapipe.pipeline import run_pipeline
 
     run_pipeline(_params(args))
@@ -66,13 +73,27 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from kerapipe import __version__
+
     parser = argparse.ArgumentParser(
         prog="kerapipe",
         description="Reproducible Keras image pipeline: inventory -> train -> predict.",
     )
+    parser.add_argument("--version", action="version", version=f"kerapipe {__version__}")
+    output = argparse.ArgumentParser(add_help=False)  # -q / -v, after the command
+    loudness = output.add_mutually_exclusive_group()
+    loudness.add_argument(
+        "-q", "--quiet", action="store_true", help="only warnings and errors; no progress"
+    )
+    loudness.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="debug messages, and TensorFlow's own start-up lines",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
-        command = sub.add_parser(name, help=help_text, description=help_text)
+        command = sub.add_parser(name, help=help_text, description=help_text, parents=[output])
         command.add_argument(
             "--params",
             default="params.yaml",
@@ -90,8 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="kerapipe: %(message)s")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="kerapipe: %(message)s", force=True)
+    logging.getLogger().setLevel(level)
+    for noisy in ("absl", "h5py", "matplotlib", "PIL", "urllib3", "fsspec", "botocore"):
+        logging.getLogger(noisy).setLevel(max(level, logging.INFO))
+    native_logs.show_all(args.verbose)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if args.verbose else "2")
     try:
         COMMANDS[args.command][0](args)
         sys.stdout.flush()

@@ -164,7 +164,7 @@ def fit(model, train_data, val_data, params: Params, initial_epoch: int, callbac
             initial_epoch=initial_epoch,
             callbacks=callbacks,
             shuffle=False,  # the dataset shuffles itself, seeded
-            verbose=1 if sys.stdout.isatty() else 2,
+            verbose=fit_verbosity(),
         )
     except tf.errors.InvalidArgumentError as err:
         bad = undecodable_images(list(table.filepath))
@@ -174,6 +174,13 @@ def fit(model, train_data, val_data, params: Params, initial_epoch: int, callbac
             f"{len(bad)} image(s) in the inventory cannot be decoded: {', '.join(bad[:5])}. "
             "Re-export or remove them, then rerun inventory and train."
         ) from err
+
+
+def fit_verbosity() -> int:
+    """Keras' progress bar on a terminal, a line per epoch otherwise, none with ``-q``."""
+    if not log.isEnabledFor(logging.INFO):
+        return 0
+    return 1 if sys.stdout.isatty() else 2
 
 
 class DiscardWhenRecorded(keras.callbacks.Callback):

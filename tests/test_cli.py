@@ -88,3 +88,36 @@ def test_config_error_exits_non_zero_without_traceback(make_params):
     assert result.returncode == 1
     assert "MODEL.MODEL_NAME: unknown model 'resnet9000'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_version():
+    from kerapipe import __version__
+
+    result = kerapipe("--version")
+    assert result.returncode == 0 and result.stdout == f"kerapipe {__version__}\n"
+
+
+def test_tensorflow_start_up_lines_stay_out_unless_verbose(make_params):
+    """Checking a callback's arguments imports TensorFlow: its native notices are dropped."""
+    callbacks = [{"CALLBACK_NAME": "early_stopping", "CALLBACK_PARAMS": {"patience": 2}}]
+    _, path = make_params({"TRAINING.CALLBACKS": callbacks})
+    from kerapipe.native_logs import NOISE
+
+    def notices(text: str) -> int:
+        return sum(1 for line in text.splitlines() if NOISE.match(line))
+
+    bare = subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True)
+    quiet = kerapipe("validate", "--params", str(path))
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == "", quiet.stderr
+    loud = kerapipe("validate", "-v", "--params", str(path))
+    assert loud.returncode == 0
+    assert notices(loud.stderr) > 0 or notices(bare.stderr.decode()) == 0  # -v lets them by
+
+
+def test_quiet_prints_only_problems(make_params):
+    _, path = make_params()
+    result = kerapipe("inventory", "-q", "--params", str(path))
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == ""
+    normal = kerapipe("inventory", "--params", str(path))
+    assert "Reusing the existing inventory" in normal.stderr
