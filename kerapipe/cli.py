@@ -62,6 +62,14 @@ def cmd_components(args: argparse.Namespace) -> None:
     print(describe_components())
 
 
+def cmd_schema(args: argparse.Namespace) -> None:
+    import json
+
+    from kerapipe.schema import params_schema
+
+    print(json.dumps(params_schema(), indent=2))
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "inventory": (cmd_inventory, "list the training data and split it into train/validation"),
     "train": (cmd_train, "train the model on the inventory and save it"),
@@ -69,7 +77,9 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "run": (cmd_run, "inventory, train and predict in order (without DVC)"),
     "validate": (cmd_validate, "check the params file and the data it points at; no training"),
     "components": (cmd_components, "list registered models, losses, optimizers, metrics, ..."),
+    "schema": (cmd_schema, "print the JSON Schema of params.yaml (for editors)"),
 }
+WITHOUT_PARAMS = {"components", "schema"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text, parents=[output])
+        if name in WITHOUT_PARAMS:
+            continue
         command.add_argument(
             "--params",
             default="params.yaml",

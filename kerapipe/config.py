@@ -50,18 +50,29 @@ class Group(BaseModel):
 
 
 class DataParams(Group):
-    INVENTORY_DATA_SOURCE: str = "local"
-    INVENTORY_DATA_DIR: str
-    INVENTORY_CSV_SOURCE: str = "local"
-    INVENTORY_CSV_DIR: str
-    INVENTORY_CSV_NAME: str = "inventory.csv"
-    TRAINING_MODEL_SOURCE: str = "local"
-    TRAINING_MODEL_DIR: str = "models"
-    TRAINING_MODEL_NAME: str
-    TRAINING_MODEL_FORMAT: Literal["keras", "h5", "tf"] = "keras"
-    PREDICTION_DATA_SOURCE: str = "local"
-    PREDICTION_DATA_DIR: str
-    PREDICTION_OUTPUT_DIR: str
+    """Where things are: data, inventory, models and predictions."""
+
+    INVENTORY_DATA_SOURCE: str = Field("local", description="data source of the training data")
+    INVENTORY_DATA_DIR: str = Field(
+        description="folder of training data; for classification one sub-folder per class"
+    )
+    INVENTORY_CSV_SOURCE: str = Field("local", description="data source of the inventory CSV")
+    INVENTORY_CSV_DIR: str = Field(description="folder of the inventory CSV and its JSON")
+    INVENTORY_CSV_NAME: str = Field("inventory.csv", description="file name of the inventory CSV")
+    TRAINING_MODEL_SOURCE: str = Field("local", description="data source of trained models")
+    TRAINING_MODEL_DIR: str = Field("models", description="parent folder of training runs")
+    TRAINING_MODEL_NAME: str = Field(
+        description="name of this run (a name, not a path): its files go to "
+        "TRAINING_MODEL_DIR/TRAINING_MODEL_NAME/"
+    )
+    TRAINING_MODEL_FORMAT: Literal["keras", "h5", "tf"] = Field(
+        "keras", description="model.keras, model.h5, or model.tf (an exported SavedModel)"
+    )
+    PREDICTION_DATA_SOURCE: str = Field(
+        "local", description="data source of the images to predict on and of the predictions"
+    )
+    PREDICTION_DATA_DIR: str = Field(description="folder of images to predict on (recursive)")
+    PREDICTION_OUTPUT_DIR: str = Field(description="folder for predictions.csv (and masks)")
 
     @field_validator("INVENTORY_CSV_NAME", "TRAINING_MODEL_NAME")
     @classmethod
@@ -139,32 +150,58 @@ def overlapping_folders(inputs: dict[str, str], outputs: dict[str, str]) -> list
 
 
 class PipelineParams(Group):
-    TASK_NAME: str = "classification"
-    TASK_PARAMS: dict[str, Any] = Field(default_factory=dict)
-    # Images with more pixels are refused (inventory: a bad image; predict: a status row).
-    MAX_IMAGE_PIXELS: int = Field(DEFAULT_MAX_IMAGE_PIXELS, ge=1)
+    """The task, and what every stage reads images with."""
+
+    TASK_NAME: str = Field("classification", description="a registered task")
+    TASK_PARAMS: dict[str, Any] = Field(default_factory=dict, description="the task's own params")
+    MAX_IMAGE_PIXELS: int = Field(
+        DEFAULT_MAX_IMAGE_PIXELS,
+        ge=1,
+        description="the most pixels an image may have; larger ones are refused from their "
+        "header (inventory: a bad image; predict: a status row)",
+    )
 
 
 class InventoryParams(Group):
-    VALIDATION_SPLIT: float = Field(0.2, gt=0.0, lt=1.0)
-    SEED: int = Field(0, le=MAX_SEED)
-    FORCE: bool = False
-    # How far the inventory checks each image: decode it fully, read its header, or only
-    # judge its file name (fastest; bad images are then found when training starts).
-    CHECK_IMAGES: Literal["decode", "header", "names"] = "decode"
-    # What the inventory does with an image it cannot read: skip it with a warning (listed
-    # in inventory.json), or fail naming it.
-    BAD_IMAGES: Literal["skip", "fail"] = "skip"
+    """The listing and the train/validation split."""
+
+    VALIDATION_SPLIT: float = Field(
+        0.2, gt=0.0, lt=1.0, description="share of the data held out for validation"
+    )
+    SEED: int = Field(
+        0, le=MAX_SEED, description="seed of the split; <= 0 draws one, kept in inventory.json"
+    )
+    FORCE: bool = Field(
+        False, description="rewrite an existing inventory; false reuses one made alike"
+    )
+    CHECK_IMAGES: Literal["decode", "header", "names"] = Field(
+        "decode",
+        description="how far each image is checked: decoded fully, its header read, or its "
+        "file name only (bad images are then found when training starts)",
+    )
+    BAD_IMAGES: Literal["skip", "fail"] = Field(
+        "skip",
+        description="an image that cannot be read: skipped with a warning (listed in "
+        "inventory.json), or the inventory fails naming it",
+    )
 
 
 class MetricSpec(Group):
-    METRIC_NAME: str
-    METRIC_PARAMS: dict[str, Any] = Field(default_factory=dict)
+    """A metric by name, with its arguments."""
+
+    METRIC_NAME: str = Field(description="a registered metric")
+    METRIC_PARAMS: dict[str, Any] = Field(
+        default_factory=dict, description="the metric's arguments, by their Keras names"
+    )
 
 
 class CallbackSpec(Group):
-    CALLBACK_NAME: str
-    CALLBACK_PARAMS: dict[str, Any] = Field(default_factory=dict)
+    """A Keras callback by name, with its arguments."""
+
+    CALLBACK_NAME: str = Field(description="a registered callback")
+    CALLBACK_PARAMS: dict[str, Any] = Field(
+        default_factory=dict, description="the callback's arguments, by their Keras names"
+    )
 
     @field_validator("CALLBACK_NAME")
     @classmethod
@@ -177,34 +214,72 @@ class CallbackSpec(Group):
 
 
 class AugmentationSpec(Group):
-    AUGMENTATION_NAME: str
-    AUGMENTATION_PARAMS: dict[str, Any] = Field(default_factory=dict)
+    """An augmentation by name, with its params."""
+
+    AUGMENTATION_NAME: str = Field(description="a registered augmentation")
+    AUGMENTATION_PARAMS: dict[str, Any] = Field(
+        default_factory=dict, description="the augmentation's own params"
+    )
 
 
 class ModelParams(Group):
-    MODEL_NAME: str
-    MODEL_PARAMS: dict[str, Any] = Field(default_factory=dict)
-    LOSS_NAME: str | None = None  # None: the task's default loss
-    LOSS_PARAMS: dict[str, Any] = Field(default_factory=dict)
-    OPTIMIZER_NAME: str = "adam"
-    OPTIMIZER_PARAMS: dict[str, Any] = Field(default_factory=dict)
-    METRICS: list[MetricSpec] | None = None  # None: the task's default metrics
+    """The network and what it is trained with."""
+
+    MODEL_NAME: str = Field(description="a registered model")
+    MODEL_PARAMS: dict[str, Any] = Field(
+        default_factory=dict,
+        description="INPUT_SHAPE, NUM_CLASSES, INITIAL_WEIGHTS and the model's own params",
+    )
+    LOSS_NAME: str | None = Field(None, description="a registered loss; null: the task's")
+    LOSS_PARAMS: dict[str, Any] = Field(
+        default_factory=dict, description="the loss's arguments, by their Keras names"
+    )
+    OPTIMIZER_NAME: str = Field("adam", description="a registered optimizer")
+    OPTIMIZER_PARAMS: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the optimizer's arguments; LEARNING_RATE is a number or a schedule "
+        "{SCHEDULE_NAME, SCHEDULE_PARAMS}",
+    )
+    METRICS: list[MetricSpec] | None = Field(
+        None, description="metrics logged every epoch; null: the task's"
+    )
 
 
 class TrainingParams(Group):
-    BATCH_SIZE: int = Field(32, ge=1)
-    NUM_EPOCHS: int = Field(10, ge=1)
-    LOAD_CHECKPOINT: bool = False
-    CALLBACKS: list[CallbackSpec] = Field(default_factory=list)
-    SEED: int = Field(0, le=MAX_SEED)
-    FORCE: bool = False
-    MIXED_PRECISION: bool = False
-    DISTRIBUTION: Literal["none", "mirrored"] = "none"
+    """The fit, and its input pipeline."""
+
+    BATCH_SIZE: int = Field(32, ge=1, description="examples per batch (per device)")
+    NUM_EPOCHS: int = Field(10, ge=1, description="passes over the training set")
+    LOAD_CHECKPOINT: bool = Field(
+        False, description="continue an interrupted run from its last complete epoch"
+    )
+    CALLBACKS: list[CallbackSpec] = Field(
+        default_factory=list, description="Keras callbacks by name, besides the built-in ones"
+    )
+    SEED: int = Field(
+        0, le=MAX_SEED, description="seed of every random draw; <= 0 draws one, kept in "
+        "run_info.json"
+    )  # fmt: skip
+    FORCE: bool = Field(False, description="retrain even if a model trained alike exists")
+    MIXED_PRECISION: bool = Field(
+        False, description="compute in float16 (GPU) or bfloat16 (CPU), keep float32 weights"
+    )
+    DISTRIBUTION: Literal["none", "mirrored"] = Field(
+        "none", description="mirrored: data-parallel over every GPU of this machine"
+    )
     # Input pipeline (kerapipe/datasets.py): see README, "TRAINING".
-    CACHE: str | None = "none"  # none, memory, or a folder for cache files
-    SHUFFLE_BUFFER: int | None = Field(None, ge=1)  # None: the whole training set
-    NUM_PARALLEL_CALLS: int | None = Field(None, ge=1)  # None: tf.data autotunes it
-    AUGMENTATIONS: list[AugmentationSpec] = Field(default_factory=list)
+    CACHE: str | None = Field(
+        "none", description="cache of decoded images: none, memory, or a folder for cache files"
+    )
+    SHUFFLE_BUFFER: int | None = Field(
+        None, ge=1, description="examples in the shuffle buffer; null: a full shuffle"
+    )
+    NUM_PARALLEL_CALLS: int | None = Field(
+        None, ge=1, description="parallel decode calls; null: tf.data tunes it"
+    )
+    AUGMENTATIONS: list[AugmentationSpec] = Field(
+        default_factory=list, description="augmentations applied in order to training images"
+    )
 
     @field_validator("CACHE")
     @classmethod
