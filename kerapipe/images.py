@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -60,6 +61,7 @@ ORIENTATION_TAG = 0x0112  # EXIF Orientation: 1 as stored, 2-8 flipped and/or ro
 _PNG_COLOUR_TYPES = {0, 2, 4, 6}  # IHDR colour types: gray, RGB, gray+alpha, RGBA
 _SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 _CHUNK = 512  # files per task of the checking thread pool
+_TIMED, _THREADS_FROM = 32, 150e-6  # in_threads(threads=None): files timed, and the bar
 _ANY = TypeVar("_ANY")
 
 
@@ -361,7 +363,7 @@ def find_bad_images(
     decode = level == "decode"
     check = check_decode if decode else check_header
     problems = in_threads(
-        lambda path: check(path, max_pixels), paths, "checking images", threads=decode
+        lambda path: check(path, max_pixels), paths, "checking images", None if decode else False
     )
     return {path: problem for path, problem in zip(paths, problems, strict=True) if problem}
 
@@ -446,17 +448,21 @@ def in_threads(
     function: Callable[[_ANY], Any],
     items: Sequence[_ANY],
     desc: str = "checking images",
-    threads: bool = True,
+    threads: bool | None = True,
 ) -> list[Any]:
     """``function(item)`` for every item, in order, with a progress bar on a terminal when
     it takes more than a second (none in CI logs).
 
     With ``threads``, in a small thread pool: right for work that releases the GIL (Pillow's
-    decoding, the latency of remote files). Header reads are mostly Python holding the GIL:
-    on local files two threads took two to three times as long as one, so they run here.
+    decoding of real images, the latency of remote files). Work that is mostly Python holds
+    the GIL, and two threads then take longer than one (header reads: two to three times;
+    decoding 16-32 px images: 1.4 times). ``None`` decides from the first items, timed in
+    this thread: threads when each took more than ``_THREADS_FROM`` seconds.
     """
     if len(items) <= 8:
         return [function(item) for item in items]
+    if threads is None:
+        return _timed_then_threads(function, items, desc)
     from tqdm import tqdm
 
     size = max(8, min(_CHUNK, len(items) // (4 * _workers())))
@@ -471,6 +477,24 @@ def in_threads(
             results += part
             bar.update(len(part))
     return results
+
+
+def _timed_then_threads(
+    function: Callable[[_ANY], Any], items: Sequence[_ANY], desc: str
+) -> list[Any]:
+    """``in_threads(threads=None)``: ``_TIMED`` items spread over the list are done first,
+    in this thread and timed (after one untimed, which pays for imports and the like); the
+    rest in threads if they took more than ``_THREADS_FROM`` seconds each."""
+    step = max(1, len(items) // (_TIMED + 1))
+    sample = list(range(0, len(items), step))[: _TIMED + 1]
+    done = {sample[0]: function(items[sample[0]])}
+    start = time.perf_counter()
+    done.update((i, function(items[i])) for i in sample[1:])
+    threads = (time.perf_counter() - start) / max(1, len(sample) - 1) > _THREADS_FROM
+    rest = [i for i in range(len(items)) if i not in done]
+    found = in_threads(function, [items[i] for i in rest], desc, threads)
+    done.update(zip(rest, found, strict=True))
+    return [done[i] for i in range(len(items))]
 
 
 def _workers() -> int:

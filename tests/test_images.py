@@ -380,3 +380,19 @@ def test_the_decode_has_no_stateful_op_so_the_map_stays_parallel(channels):
     ops |= {node.op for function in graph.library.function for node in function.node_def}
     assert "PyFuncStateless" in ops and "DecodeJpeg" in ops  # every route is in the graph
     assert not [op for op in ops if op_def_registry.get(op).is_stateful]
+
+
+@pytest.mark.parametrize("seconds", [0.0, 0.0005])
+def test_checks_keep_the_order_whether_they_run_in_threads_or_not(seconds):
+    """Checks run in threads only where each file takes long enough to pay for them (a
+    timed sample decides); either way the results come back in the files' order."""
+    import time
+
+    from kerapipe.images import in_threads
+
+    def check(item: int) -> int:
+        time.sleep(seconds)
+        return item * 2
+
+    items = list(range(300))
+    assert in_threads(check, items, threads=None) == [i * 2 for i in items]
