@@ -172,7 +172,9 @@ def fit(model, train_data, val_data, params: Params, initial_epoch: int, callbac
             raise
         raise DataError(
             f"{len(bad)} image(s) in the inventory cannot be decoded: {', '.join(bad[:5])}. "
-            "Re-export or remove them, then rerun inventory and train."
+            "Re-export or remove them, or let the inventory find and skip them "
+            "(INVENTORY.CHECK_IMAGES: decode with BAD_IMAGES: skip), then rerun inventory "
+            "and train."
         ) from err
 
 

@@ -18,7 +18,10 @@ ROWS = {
         "TRAINING.CACHE: memory",
     ],
     "predict": ["predict throughput vs model.predict"],
-    "inventory": ["inventory of 1,000 files vs bare os.walk"],
+    "inventory": [
+        "inventory of 1,000 files vs bare os.walk",
+        "inventory with CHECK_IMAGES: decode",
+    ],
     "startup": ["start-up: kerapipe --help", "start-up: kerapipe validate"],
     "memory": ["train peak memory"],
     "dvc": ["no-op `dvc repro` on the sample pipeline"],
