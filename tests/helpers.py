@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,25 @@ def run(args: list[str], cwd: Path, check: bool = True, timeout: int = 900):
             f"--- stdout ---\n{result.stdout[-4000:]}\n--- stderr ---\n{result.stderr[-4000:]}"
         )
     return result
+
+
+def start(args: list[str], cwd: Path) -> subprocess.Popen:
+    """Start a command in its own process group (to kill it whole), output merged in .stdout."""
+    return subprocess.Popen(
+        args,
+        cwd=cwd,
+        env=tool_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def kill(process: subprocess.Popen) -> None:
+    """SIGKILL a process started by ``start`` and everything it started."""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def copy_project(dest: Path) -> Path:

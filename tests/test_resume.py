@@ -2,9 +2,6 @@
 complete epoch, through `kerapipe train` and through `dvc repro`, with nothing lost or doubled."""
 
 import json
-import os
-import signal
-import subprocess
 import time
 
 import keras
@@ -15,7 +12,7 @@ import yaml
 from kerapipe.config import load_params
 from kerapipe.inventory import run_inventory
 from kerapipe.train import run_training
-from tests.helpers import BIN, run, tool_env
+from tests.helpers import BIN, kill, run, start
 
 pytestmark = pytest.mark.e2e
 EPOCHS = 5
@@ -34,23 +31,6 @@ def wait_for_epoch(state_file, epoch, process, timeout=300):
                 pass
         time.sleep(0.05)
     raise AssertionError(f"no epoch {epoch} within {timeout}s")
-
-
-def start(args, cwd):
-    return subprocess.Popen(
-        args,
-        cwd=cwd,
-        env=tool_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def kill(process):
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
 
 
 def set_param(path, group, key, value):

@@ -22,7 +22,7 @@ from kerapipe.inventory import run_inventory
 from kerapipe.locks import exclusive
 from kerapipe.sample_data import write_digits
 from kerapipe.train import run_training
-from tests.helpers import BIN, REPO, tool_env
+from tests.helpers import BIN, REPO, kill, start, tool_env
 
 RUN = Path("models") / "digits_cnn"
 
@@ -192,24 +192,13 @@ def test_checkpoints_of_other_settings_are_set_aside_until_the_new_run_has_its_o
     before = snapshot(checkpoints)
     edit(project, {"TRAINING.BATCH_SIZE": 64, "TRAINING.LOAD_CHECKPOINT": True,
                    "TRAINING.FORCE": True, "TRAINING.NUM_EPOCHS": 30})  # fmt: skip
-    process = subprocess.Popen(
-        [str(BIN / "kerapipe"), "train"],
-        cwd=project,
-        env=tool_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    process = start([str(BIN / "kerapipe"), "train"], project)
     set_aside = checkpoints.with_name(".checkpoints.set-aside")
     try:
         _wait_for(lambda: set_aside.is_dir(), process)
-        os.killpg(process.pid, signal.SIGKILL)  # killed before its first epoch is recorded
-        process.wait()
-        assert not (checkpoints / "state.json").exists()
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+        kill(process)  # killed before its first epoch is recorded
+    assert not (checkpoints / "state.json").exists()
     # The next run (with the old settings) finds the old checkpoints back in place.
     edit(project, {"TRAINING.BATCH_SIZE": 32, "TRAINING.NUM_EPOCHS": 2})
     result = run_training(load_checked_params(project / "params.yaml"))
@@ -227,7 +216,7 @@ def _wait_for(condition, process, timeout=120.0):
 
     deadline = time.monotonic() + timeout
     while not condition():
-        assert process.poll() is None, process.stderr.read()[-3000:]
+        assert process.poll() is None, process.stdout.read()[-3000:]
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
 
