@@ -133,3 +133,35 @@ def test_kerapipe_export_on_the_command_line(trained):
     result = run([str(BIN / "kerapipe"), "export"], trained)
     assert "Exported model.onnx: arg-max agreement 1.0000" in result.stderr
     assert "Exported model.tflite" in result.stderr
+
+
+@pytest.mark.parametrize("task", ["segmentation", "regression"])
+def test_the_other_tasks_export_and_check_too(task, tmp_path, monkeypatch):
+    """A U-Net's per-pixel scores agree pixel by pixel; a regression model (its last layer
+    puts the outputs back in the targets' units) has no class to agree on."""
+    from kerapipe.sample_data import write_discs, write_shapes
+    from tests.helpers_tasks import task_params
+
+    writer, sample = (write_shapes, "shapes") if task == "segmentation" else (write_discs, "discs")
+    data = writer(tmp_path / sample, count=24, held_out=2)
+    params = task_params(
+        task,
+        tmp_path,
+        {
+            "DATA.INVENTORY_DATA_DIR": str(data / "train"),
+            "DATA.PREDICTION_DATA_DIR": str(data / "unlabelled"),
+            "TRAINING.NUM_EPOCHS": 1,
+            "EXPORT.FORMATS": ["onnx", "litert"],
+        },
+    )
+    monkeypatch.chdir(tmp_path)
+    checked = validate_params(params)
+    run_inventory(checked)
+    run_training(checked)
+    metrics = run_export(checked).metrics
+    for name in ("onnx", "litert"):
+        assert metrics[name]["images"] == 5 and metrics[name]["max_abs_difference"] < 1e-3
+        if task == "segmentation":
+            assert metrics[name]["agreement"] > 0.999
+        else:
+            assert "agreement" not in metrics[name]

@@ -60,7 +60,7 @@ def test_the_schema_catches_what_validate_catches(validator, group, key, value, 
 def test_every_key_has_a_description():
     defs = params_schema()["$defs"]
     for group in ("DataParams", "PipelineParams", "InventoryParams", "ModelParams",
-                  "TrainingParams"):  # fmt: skip
+                  "TrainingParams", "ExportParams"):  # fmt: skip
         assert defs[group].get("description"), group
         for key, prop in defs[group]["properties"].items():
             assert prop.get("description"), f"{group}.{key}"

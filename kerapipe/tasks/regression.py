@@ -2,7 +2,7 @@
 
 Targets are standardised with the training rows' mean and standard deviation for training (so
 several targets of different scales weigh alike in the loss); the saved model ends with a
-built-in ``Normalization(invert=True)`` layer, so it outputs the original units.
+built-in ``Rescaling`` layer (``x * std + mean``), so it outputs the original units.
 """
 
 from __future__ import annotations
@@ -211,14 +211,14 @@ class RegressionTask(Task):
         )
 
     def finalize_model(self, model):
-        """The trained model followed by a layer that maps standardised outputs to units."""
+        """The trained model followed by a layer that maps standardised outputs to units:
+        ``x * std + mean``, a built-in ``Rescaling`` whose scale and offset are plain lists
+        in its config (so the ONNX and LiteRT exports fold them into constants)."""
         import keras
 
-        outputs = keras.layers.Normalization(
-            axis=-1,
-            mean=[float(m) for m in self.mean],
-            variance=[float(s) ** 2 for s in self.std],
-            invert=True,
+        outputs = keras.layers.Rescaling(
+            scale=[float(s) for s in self.std],
+            offset=[float(m) for m in self.mean],
             dtype="float32",
             name="to_target_units",
         )(model.outputs[0])
