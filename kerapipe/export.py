@@ -98,7 +98,7 @@ def run_export(params: Params) -> ExportResult:
             images = validation_images(params, task)
             for name in formats:
                 path = folder / FILES[name]
-                EXPORTERS[name](model, path, task)
+                export_to(name, model, path, task)
                 comparison = compare(model, RUNTIMES[name](path), images, task)
                 metrics[name] = {**comparison.as_metrics(), "bytes": path.stat().st_size}
                 require_close(name, comparison, params)
@@ -181,6 +181,17 @@ def describe(comparison: Comparison) -> str:
 
 
 # --- exporters: Keras model -> file ---------------------------------------------------------
+
+
+def export_to(name: str, model: keras.Model, path: Path, task: Task) -> None:
+    """Run the exporter of ``name``; a model it cannot convert ends in one ModelError."""
+    try:
+        EXPORTERS[name](model, path, task)
+    except (ValueError, TypeError, NotImplementedError, RuntimeError) as err:
+        raise ModelError(
+            f"EXPORT.FORMATS: the model cannot be exported to {name}: {err}. Leave {name!r} "
+            "out of EXPORT.FORMATS (the Keras model and predict do not need it)."
+        ) from None
 
 
 def export_onnx(model: keras.Model, path: Path, task: Task) -> None:

@@ -322,6 +322,6 @@ def write_run_info(
 
 def write_validation_predictions(paths: ModelPaths, table: pd.DataFrame | None) -> None:
     """``validation_predictions.csv``: one row per validation image, from the evaluation
-    pass (a header-only file when there is no validation set)."""
+    pass (an empty file when there is no validation set)."""
     text = "" if table is None else table.to_csv(index=False, lineterminator="\n")
     atomic.write_text(paths.validation_predictions, text)
