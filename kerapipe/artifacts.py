@@ -18,6 +18,8 @@ from kerapipe.errors import ModelError
 if TYPE_CHECKING:
     import keras
 
+    from kerapipe.tasks.base import Task
+
 
 @dataclass(frozen=True)
 class ModelPaths:
@@ -47,22 +49,60 @@ class ModelPaths:
     def checkpoints(self) -> Path:
         return self.run_dir / "checkpoints"
 
+    @property
+    def outputs(self) -> Path:
+        """``outputs.json``: the names of the model's outputs (classes or targets) and its
+        input, for anyone who loads the model."""
+        return self.run_dir / "outputs.json"
 
-def check_model_matches(paths: ModelPaths, params: Params, display_only: frozenset[str]) -> None:
+    @property
+    def validation_predictions(self) -> Path:
+        return self.run_dir / "validation_predictions.csv"
+
+    @property
+    def exports(self) -> Path:
+        """``export/``: the model in the formats of ``EXPORT.FORMATS``."""
+        return self.run_dir / "export"
+
+    @property
+    def export_metrics(self) -> Path:
+        return self.run_dir / "export_metrics.json"
+
+
+def read_run_info(paths: ModelPaths) -> dict:
+    """The run's ``run_info.json``, or {} when it is missing or unreadable."""
+    try:
+        info = json.loads(paths.run_info.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def check_model_matches(paths: ModelPaths, params: Params, task: Task) -> None:
     """Refuse to predict with a model trained for other classes, targets or input shape than
     the params say (its outputs would be read with the wrong names), as its run_info.json
-    records them. A model without one (trained elsewhere) is checked by shape when loaded."""
+    records them; what the params leave out (classes found in the data folder, a derived
+    ``NUM_CLASSES``) is taken from that record. A model without one (trained elsewhere) is
+    checked by shape when loaded."""
     from kerapipe import fingerprints
 
-    try:
-        recorded = json.loads(paths.run_info.read_text(encoding="utf-8")).get("settings")
-    except (OSError, ValueError):
-        return
+    info = read_run_info(paths)
+    recorded = info.get("settings")
     if not recorded:
         return
+    outputs = info.get("outputs") or {}
+    task.adopt_layout(outputs)
     current = fingerprints.settings(params, fingerprints.PREDICTION_KEYS, [])
-    current = {k: v for k, v in current.items() if k.rsplit(".", 1)[-1] not in display_only}
+    current = {
+        k: v for k, v in current.items() if k.rsplit(".", 1)[-1] not in task.display_only_params
+    }
     recorded = fingerprints.prediction_settings(recorded)
+    both = recorded.keys() & current.keys()  # a key left out is resolved from the record
+    recorded = {k: recorded[k] for k in both}
+    current = {k: current[k] for k in both}
+    if outputs.get("outputs") is not None:
+        recorded["outputs"] = outputs["outputs"]
+        current["outputs"] = task.output_names
     if recorded != current:
         raise ModelError(
             f"{paths.model} was trained for other classes, targets or inputs than these params "

@@ -72,7 +72,9 @@ def _check_task_and_model(params: Params) -> None:
     from kerapipe.models.base import model_builder
     from kerapipe.tasks.base import get_task
 
-    get_task(params).check_model_params(model_builder(params).params)
+    task = get_task(params)
+    task.check_model_params(model_builder(params).params)
+    task.check_training_params()
 
 
 def _check_keras_components(params: Params) -> None:

@@ -34,6 +34,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     run_training(_params(args))
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    import_tensorflow()
+    from kerapipe.export import run_export
+
+    run_export(_params(args))
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
     import_tensorflow()
     from kerapipe.predict import run_prediction
@@ -73,8 +80,9 @@ def cmd_schema(args: argparse.Namespace) -> None:
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "inventory": (cmd_inventory, "list the training data and split it into train/validation"),
     "train": (cmd_train, "train the model on the inventory and save it"),
+    "export": (cmd_export, "export the model to EXPORT.FORMATS, each checked against it"),
     "predict": (cmd_predict, "predict on every image under DATA.PREDICTION_DATA_DIR"),
-    "run": (cmd_run, "inventory, train and predict in order (without DVC)"),
+    "run": (cmd_run, "inventory, train, export and predict in order (without DVC)"),
     "validate": (cmd_validate, "check the params file and the data it points at; no training"),
     "components": (cmd_components, "list registered models, losses, optimizers, metrics, ..."),
     "schema": (cmd_schema, "print the JSON Schema of params.yaml (for editors)"),

@@ -73,6 +73,18 @@ class DataParams(Group):
     )
     PREDICTION_DATA_DIR: str = Field(description="folder of images to predict on (recursive)")
     PREDICTION_OUTPUT_DIR: str = Field(description="folder for predictions.csv (and masks)")
+    PREDICTION_LABELS: str | None = Field(
+        None,
+        description="the true answers for the images to predict on, to score the predictions "
+        "(metrics.json in PREDICTION_OUTPUT_DIR): classification a CSV of filename,class_name; "
+        "regression a CSV of FILENAME_COLUMN and the target columns; segmentation a folder of "
+        "masks named as MASK_PATTERN says; null: no scores",
+    )
+
+    @field_validator("PREDICTION_LABELS")
+    @classmethod
+    def _blank_is_none(cls, path: str | None) -> str | None:
+        return path if path and path.strip() else None
 
     @field_validator("INVENTORY_CSV_NAME", "TRAINING_MODEL_NAME")
     @classmethod
@@ -103,10 +115,14 @@ class DataParams(Group):
 
     def input_folders(self) -> dict[str, str]:
         """The folders kerapipe only reads, by key, as ``source:path``."""
-        return {
+        inputs = {
             "INVENTORY_DATA_DIR": self._on(self.INVENTORY_DATA_SOURCE, self.INVENTORY_DATA_DIR),
             "PREDICTION_DATA_DIR": self._on(self.PREDICTION_DATA_SOURCE, self.PREDICTION_DATA_DIR),
         }
+        if self.PREDICTION_LABELS:
+            labels = self._on(self.PREDICTION_DATA_SOURCE, self.PREDICTION_LABELS)
+            inputs["PREDICTION_LABELS"] = labels
+        return inputs
 
     def output_folders(self) -> dict[str, str]:
         """The folders kerapipe writes (and DVC clears before a stage runs), by key."""
@@ -280,6 +296,24 @@ class TrainingParams(Group):
     AUGMENTATIONS: list[AugmentationSpec] = Field(
         default_factory=list, description="augmentations applied in order to training images"
     )
+    CLASS_WEIGHT: Literal["balanced"] | dict[str, float] | None = Field(
+        None,
+        description="classification: weigh each class's examples in the training loss; "
+        "balanced: n_samples / (n_classes * count of the class) from the inventory's training "
+        "rows (scikit-learn's compute_class_weight), or {class name: weight}, unnamed classes "
+        "1; null: all 1",
+    )
+
+    @field_validator("CLASS_WEIGHT")
+    @classmethod
+    def _positive_weights(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            if not value:
+                raise ValueError("name at least one class, or set it to null")
+            bad = {name: weight for name, weight in value.items() if not weight > 0}
+            if bad:
+                raise ValueError(f"weights must be numbers > 0; got {bad}")
+        return value
 
     @field_validator("CACHE")
     @classmethod
@@ -290,6 +324,37 @@ class TrainingParams(Group):
         return value.lower() if value.lower() in ("none", "memory") else value
 
 
+class ExportParams(Group):
+    """Copies of the trained model for serving elsewhere, each checked against it."""
+
+    FORMATS: list[Literal["onnx", "litert"]] = Field(
+        default_factory=list,
+        description="formats to export the final model to, beside it in export/: onnx "
+        "(model.onnx; pip install -e '.[onnx]') and litert (model.tflite, TensorFlow's "
+        "converter; pip install -e '.[litert]' for the ai-edge-litert interpreter)",
+    )
+    MIN_AGREEMENT: float = Field(
+        0.99,
+        ge=0.0,
+        le=1.0,
+        description="classification and segmentation: the export fails when the share of "
+        "validation images (pixels) on which its arg-max class agrees with the Keras model's "
+        "is below this",
+    )
+    MAX_DIFFERENCE: float | None = Field(
+        0.001,
+        gt=0.0,
+        description="the export fails when an output differs from the Keras model's by more "
+        "than this on a validation image (probabilities, or the targets' units); null: no limit",
+    )
+
+    @field_validator("FORMATS")
+    @classmethod
+    def _once_each(cls, formats: list[str]) -> list[str]:
+        require_unique(formats, "format")
+        return formats
+
+
 class Params(Group):
     """The whole params file."""
 
@@ -298,6 +363,7 @@ class Params(Group):
     INVENTORY: InventoryParams = Field(default_factory=InventoryParams)
     MODEL: ModelParams
     TRAINING: TrainingParams = Field(default_factory=TrainingParams)
+    EXPORT: ExportParams = Field(default_factory=ExportParams)
 
     @model_validator(mode="after")
     def _cache_apart_from_data(self) -> Params:
@@ -354,8 +420,8 @@ def read_params_file(path: str | Path) -> dict[str, Any]:
         )
     if not isinstance(data, dict):
         raise ConfigError(
-            f"{path} must be a mapping with the groups DATA, PIPELINE, INVENTORY, MODEL and "
-            f"TRAINING; it holds a {type(data).__name__}."
+            f"{path} must be a mapping with the groups DATA, PIPELINE, INVENTORY, MODEL, "
+            f"TRAINING and EXPORT; it holds a {type(data).__name__}."
         )
     return data
 

@@ -49,8 +49,9 @@ def settings(params: Params, keys: Iterable[str], ignored: Iterable[str] = ()) -
     for key in keys:
         value: Any = dumped
         for part in key.split("."):
-            value = value[part]
-        flat.update(_leaves(key, value))
+            value = value.get(part, _MISSING) if isinstance(value, dict) else _MISSING
+        if value is not _MISSING:  # a key left out of a free-form group is not recorded
+            flat.update(_leaves(key, value))
     for key in ignored:
         flat.pop(key, None)
     return flat

@@ -112,7 +112,7 @@ def run_inventory(params: Params) -> InventoryResult:
         return InventoryResult(path, len(table), seed=None, reused=True)
 
     seed = resolve_seed(params.INVENTORY.SEED)
-    table, skipped = check_images(params, scan_data(params))
+    table, skipped = check_images(params, task.scan(*_data_dir(params)))
     table = task.split(table, params.INVENTORY.VALIDATION_SPLIT, seed)
     out_source.write_text(path, csv_text(table))
     summary = {
@@ -120,6 +120,7 @@ def run_inventory(params: Params) -> InventoryResult:
         "validation_split": params.INVENTORY.VALIDATION_SPLIT,
         "rows": table.split.value_counts().sort_index().to_dict(),
         "skipped": skipped,  # images left out by INVENTORY.CHECK_IMAGES, with the reason
+        "layout": task.layout(),  # e.g. the classes found, so no later step needs them typed
         "settings": fingerprints.inventory_settings(params, task.display_only_params),
     }
     out_source.write_text(summary_path(params), json.dumps(summary, indent=2) + "\n")
@@ -207,4 +208,14 @@ def read_matching_inventory(params: Params, task: Task) -> tuple[pd.DataFrame, b
             "repro` does this by itself)."
         )
     source = get_source(params.DATA.INVENTORY_CSV_SOURCE)
+    task.adopt_layout(read_summary(params).get("layout") or _layout_from_rows(table))
     return table, source.read_bytes(csv_path(params))
+
+
+def _layout_from_rows(table: pd.DataFrame) -> dict:
+    """The classes of an inventory made before inventory.json recorded them, from its rows."""
+    if {"class_name", "label"} <= set(table.columns):
+        pairs = table[["class_name", "label"]].drop_duplicates().sort_values("label")
+        return {"classes": dict(zip(pairs.class_name.astype(str), map(int, pairs.label),
+                                    strict=True))}  # fmt: skip
+    return {}

@@ -9,13 +9,17 @@ from kerapipe.sources import get_source
 
 
 def run_pipeline(params: Params) -> None:
-    """inventory -> train -> predict, in order; each step honours its own FORCE."""
+    """inventory -> train -> export (when EXPORT.FORMATS names any) -> predict, in order;
+    each step honours its own FORCE."""
+    from kerapipe.export import run_export
     from kerapipe.inventory import run_inventory
     from kerapipe.predict import run_prediction
     from kerapipe.train import run_training
 
     run_inventory(params)
     run_training(params)
+    if params.EXPORT.FORMATS:
+        run_export(params)
     run_prediction(params)
 
 
@@ -27,15 +31,32 @@ def validate_pipeline(params: Params) -> str:
     from kerapipe.tasks.base import get_task
 
     check_params(params)
+    if params.EXPORT.FORMATS:
+        from kerapipe.export import check_export_packages
+
+        check_export_packages(params.EXPORT.FORMATS)
     examples = count_data(params)
     task = get_task(params)
     source = get_source(params.DATA.PREDICTION_DATA_SOURCE)
     to_predict = task.prediction_inputs(source, params.DATA.PREDICTION_DATA_DIR)
+    check_labels(params)
     return (
         f"OK: params are valid; {examples} training examples under "
         f"{params.DATA.INVENTORY_DATA_DIR}; {len(to_predict)} files to predict under "
         f"{params.DATA.PREDICTION_DATA_DIR}."
     )
+
+
+def check_labels(params: Params) -> None:
+    """``DATA.PREDICTION_LABELS``, when set, must exist (predict scores itself against it)."""
+    from kerapipe.errors import DataError
+
+    labels = params.DATA.PREDICTION_LABELS
+    if labels and not get_source(params.DATA.PREDICTION_DATA_SOURCE).exists(labels):
+        raise DataError(
+            f"DATA.PREDICTION_LABELS: {labels!r} not found. Point it at the true answers for "
+            "the images to predict on, or set it to null."
+        )
 
 
 STAMP = "checked: params and data folders\n"  # the same every time: reruns nothing itself

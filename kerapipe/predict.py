@@ -1,9 +1,15 @@
 """Stage 3: run the trained model over every image under PREDICTION_DATA_DIR and write one
 result row per image. An image that cannot be read (damaged, too large, a dangling link) gets
-its row too, with the reason in its ``status`` and no outputs; it never stops the run."""
+its row too, with the reason in its ``status`` and no outputs; it never stops the run.
+
+When ``DATA.PREDICTION_LABELS`` gives the true answers, the predictions are scored against
+them (the task's metrics, held out from training) in ``metrics.json`` beside them, which
+``dvc.yaml`` declares, so ``dvc metrics diff`` shows them beside the validation metrics."""
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -14,6 +20,7 @@ from kerapipe.artifacts import ModelPaths, check_model_matches, load_model
 from kerapipe.checks import check_params
 from kerapipe.config import Params
 from kerapipe.images import ImageInfo, describe_problems, find_bad_images, probe_images
+from kerapipe.pipeline import check_labels
 from kerapipe.sources import get_source
 from kerapipe.tasks.base import Task, get_task
 
@@ -25,15 +32,19 @@ OK = "ok"  # the status of an image that was predicted
 class PredictionResult:
     csv_path: str
     rows: int
+    metrics_path: str | None = None  # the held-out scores, when DATA.PREDICTION_LABELS is set
 
 
 def run_prediction(params: Params) -> PredictionResult:
     check_params(params)
     task = get_task(params)
     source = get_source(params.DATA.PREDICTION_DATA_SOURCE)
+    check_labels(params)  # before any work: predict scores itself against them
     paths = task.prediction_inputs(source, params.DATA.PREDICTION_DATA_DIR)
     model_paths = ModelPaths.from_params(params)
-    check_model_matches(model_paths, params, task.display_only_params)
+    check_model_matches(model_paths, params, task)
+    labels = params.DATA.PREDICTION_LABELS
+    truth = task.read_labels(source, labels) if labels else None  # checked before any work
     model = load_model(model_paths.model, model_paths.format)
     # Each header is read once, to pick its decoder; a file it refuses (too many pixels, not
     # an image, a dangling link) gets its row with the reason and is never decoded.
@@ -56,7 +67,35 @@ def run_prediction(params: Params) -> PredictionResult:
             describe_problems(bad),
         )
     log.info("Wrote %s: %d rows.", out, len(paths))
-    return PredictionResult(out, len(paths))
+    scored = write_scores(params, task, source, out, truth) if labels else None
+    if scored is None and source.exists(metrics_path(params)):
+        source.remove(metrics_path(params))  # an earlier run's scores, for other predictions
+    return PredictionResult(out, len(paths), scored)
+
+
+def metrics_path(params: Params) -> str:
+    return f"{params.DATA.PREDICTION_OUTPUT_DIR.rstrip('/')}/metrics.json"
+
+
+def write_scores(params: Params, task: Task, source, predictions_csv: str, truth) -> str:
+    """Score the written predictions against ``DATA.PREDICTION_LABELS`` and write
+    ``metrics.json`` (``{"held_out": {...}}``) beside them. Images whose status is not ok
+    are left out of the scores and counted (``left_out``)."""
+    import pandas as pd
+
+    table = pd.read_csv(io.StringIO(source.read_text(predictions_csv)), keep_default_na=False)
+    scores = task.score_predictions(source, table, truth, params.DATA.PREDICTION_LABELS)
+    out = metrics_path(params)
+    source.write_text(out, json.dumps({"held_out": scores}, indent=2) + "\n")
+    log.info(
+        "Wrote %s: %d image(s) scored against %s (%d left out, %d without a label).",
+        out,
+        scores["images"],
+        params.DATA.PREDICTION_LABELS,
+        scores["left_out"],
+        scores["unlabelled"],
+    )
+    return out
 
 
 def prediction_batches(task: Task, infos: list[ImageInfo], batch_size: int) -> Iterator:

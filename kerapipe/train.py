@@ -23,7 +23,7 @@ from dvclive.keras import DVCLiveCallback
 from dvclive.utils import standardize_metric_name
 
 from kerapipe import atomic, fingerprints
-from kerapipe.artifacts import ModelPaths, save_model
+from kerapipe.artifacts import ModelPaths, read_run_info, save_model
 from kerapipe.atomic import SetAside, atomic_path, storage_errors
 from kerapipe.checkpoints import Checkpoints
 from kerapipe.checks import check_params
@@ -132,7 +132,15 @@ def _train(params: Params, paths: ModelPaths) -> TrainingResult:
             f"the checkpoints in {paths.checkpoints}",
             "rerun with TRAINING.LOAD_CHECKPOINT: true to continue after the last epoch",
         ):
-            history = fit(model, train_data, val_data, params, initial_epoch, callbacks, table)
+            history = fit(
+                model,
+                (train_data, val_data),
+                params,
+                initial_epoch,
+                callbacks,
+                table,
+                task.class_weights(train_rows),
+            )
     except BaseException:
         checkpoints.after_failure()
         live_set_aside.restore()
@@ -141,17 +149,26 @@ def _train(params: Params, paths: ModelPaths) -> TrainingResult:
         save_model(task.finalize_model(model), paths.model, paths.format)
         with atomic_path(paths.training_log) as tmp:
             shutil.copyfile(checkpoints.log_file, tmp)
-        if val_data is not None:
+        atomic.write_text(paths.outputs, json.dumps(task.describe_outputs(), indent=2) + "\n")
+        evaluation = (
             task.log_evaluation(live, model, val_rows, single_pass(val_data))
+            if val_data is not None
+            else None
+        )
+        write_validation_predictions(paths, evaluation)
         live.end()
-        write_run_info(paths, seed, strategy.num_replicas_in_sync, initial_epoch, weights)
+        write_run_info(paths, seed, strategy.num_replicas_in_sync, initial_epoch, weights, task)
     log.info("Saved %s", paths.model)
     return TrainingResult(paths.model, seed, history.history, initial_epoch=initial_epoch)
 
 
-def fit(model, train_data, val_data, params: Params, initial_epoch: int, callbacks, table):
+def fit(model, data, params: Params, initial_epoch: int, callbacks, table, class_weight=None):
     """``model.fit`` on endless datasets with step counts (one warm tf.data iterator per
-    fit), with undecodable images named."""
+    fit), with undecodable images named. ``data`` is (training, validation or None);
+    ``class_weight`` is Keras' ``{label: weight}`` (``TRAINING.CLASS_WEIGHT``), or None."""
+    train_data, val_data = data
+    if class_weight:
+        log.info("Class weights (by label): %s", {k: round(v, 4) for k, v in class_weight.items()})
     endless_train, steps_per_epoch = repeated(train_data)
     endless_val, validation_steps = repeated(val_data) if val_data is not None else (None, None)
     try:
@@ -164,6 +181,7 @@ def fit(model, train_data, val_data, params: Params, initial_epoch: int, callbac
             initial_epoch=initial_epoch,
             callbacks=callbacks,
             shuffle=False,  # the dataset shuffles itself, seeded
+            class_weight=class_weight,
             verbose=fit_verbosity(),
         )
     except tf.errors.InvalidArgumentError as err:
@@ -213,14 +231,6 @@ def keep_existing_model(paths: ModelPaths, weights: dict) -> None:
         "its checkpoints where they match), or set DATA.TRAINING_MODEL_NAME to train a new "
         "one beside it."
     )
-
-
-def read_run_info(paths: ModelPaths) -> dict:
-    """The run's ``run_info.json``, or {} when it is missing or unreadable."""
-    try:
-        return json.loads(paths.run_info.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def load_checkpoint(path: Path) -> keras.Model:
@@ -293,10 +303,11 @@ def copy_weights(source: keras.Model, target: keras.Model) -> None:
 
 
 def write_run_info(
-    paths: ModelPaths, seed: int, replicas: int, initial_epoch: int, weights: dict
+    paths: ModelPaths, seed: int, replicas: int, initial_epoch: int, weights: dict, task: Task
 ) -> None:
-    """What made the model: the seed, the devices, the versions, and the settings that shape
-    its weights (compared on the next run, and by predict)."""
+    """What made the model: the seed, the devices, the versions, the settings that shape
+    its weights (compared on the next run, and by predict) and the names of its outputs
+    (predict reads the classes from here when the params leave them out)."""
     info = {
         "seed": seed,
         "replicas": replicas,
@@ -304,5 +315,13 @@ def write_run_info(
         "final_epochs": len(pd.read_csv(paths.training_log)),
         **environment_info(),
         "settings": weights,
+        "outputs": task.describe_outputs(),
     }
     atomic.write_text(paths.run_info, json.dumps(info, indent=2) + "\n")
+
+
+def write_validation_predictions(paths: ModelPaths, table: pd.DataFrame | None) -> None:
+    """``validation_predictions.csv``: one row per validation image, from the evaluation
+    pass (an empty file when there is no validation set)."""
+    text = "" if table is None else table.to_csv(index=False, lineterminator="\n")
+    atomic.write_text(paths.validation_predictions, text)

@@ -43,6 +43,7 @@ def make_params(tmp_path, digits, default_params):
             INVENTORY_CSV_DIR=str(tmp_path / "inventory"),
             TRAINING_MODEL_DIR=str(tmp_path / "models"),
             PREDICTION_DATA_DIR=str(digits / "unlabelled"),
+            PREDICTION_LABELS=str(digits / "unlabelled_labels.csv"),
             PREDICTION_OUTPUT_DIR=str(tmp_path / "predictions"),
         )
         for dotted, value in (updates or {}).items():

@@ -23,6 +23,7 @@ def task_params(name: str, tmp_path: Path, updates: dict[str, Any] | None = None
         INVENTORY_CSV_DIR=str(tmp_path / "inventory"),
         TRAINING_MODEL_DIR=str(tmp_path / "models"),
         PREDICTION_OUTPUT_DIR=str(tmp_path / "predictions"),
+        PREDICTION_LABELS=None,  # tests that score predictions point it at their labels
     )
     for dotted, value in (updates or {}).items():
         *keys, last = dotted.split(".")

@@ -49,6 +49,7 @@ class Workspace:
             TRAINING_MODEL_DIR=str(root / "models"),
             PREDICTION_DATA_DIR=str(digits / "unlabelled"),
             PREDICTION_OUTPUT_DIR=str(root / "predictions"),
+            PREDICTION_LABELS=None,
         )
         self.base["TRAINING"].update(NUM_EPOCHS=1)
 

@@ -6,6 +6,7 @@ import json
 import pandas as pd
 import pytest
 
+from kerapipe.sample_data import CLASS_NAMES
 from tests.helpers import run, stages_run
 
 pytestmark = pytest.mark.e2e
@@ -40,6 +41,7 @@ def test_repro_then_experiment(project):
         "validate",
         "inventory",
         "train",
+        "export",
         "predict",
     }
 
@@ -53,11 +55,22 @@ def test_repro_then_experiment(project):
         "dvclive/plots/metrics/eval/accuracy.tsv",
         "dvclive/plots/sklearn/confusion_matrix.json",
         "predictions/predictions.csv",
+        "predictions/metrics.json",
+        "models/digits_cnn/outputs.json",
+        "models/digits_cnn/validation_predictions.csv",
+        "models/digits_cnn/export_metrics.json",
+        "dvclive/plots/sklearn/roc/three.json",
+        "dvclive/plots/sklearn/precision_recall/three.json",
     ]:
         assert (project / path).exists(), path
     metrics = json.loads((project / "dvclive/metrics.json").read_text())
     assert metrics["eval"]["accuracy"] >= 0.97
-    assert held_out_accuracy(project) >= 0.95
+    assert metrics["validation"]["accuracy"] == pytest.approx(metrics["eval"]["accuracy"])
+    assert set(metrics["validation"]["f1"]) == set(CLASS_NAMES)
+    held_out = json.loads((project / "predictions/metrics.json").read_text())["held_out"]
+    assert held_out["accuracy"] == pytest.approx(held_out_accuracy(project))
+    assert held_out["accuracy"] >= 0.95
+    assert held_out["images"] == 180 and held_out["left_out"] == 0
     assert len(pd.read_csv(project / "models/digits_cnn/training_log.csv")) == 15
 
     second = run(["dvc", "repro"], project)
@@ -68,13 +81,14 @@ def test_repro_then_experiment(project):
     run(["git", "commit", "-qm", "baseline run"], project)
 
     experiment = run(["dvc", "exp", "run", "-S", "TRAINING.BATCH_SIZE=64"], project)
-    assert stages_run(experiment.stdout) == {"validate", "train", "predict"}
+    assert stages_run(experiment.stdout) == {"validate", "train", "export", "predict"}
     assert "Stage 'inventory' didn't change" in experiment.stdout
 
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project).stdout)
     changed = diff["dvclive/metrics.json"]
     assert "eval.accuracy" in changed and "eval.loss" in changed
     assert changed["eval.loss"]["old"] != changed["eval.loss"]["new"]
+    assert "held_out.accuracy" in diff["predictions/metrics.json"]  # beside the validation
 
     plots = json.loads(run(["dvc", "plots", "show", "--json"], project).stdout)
     assert {
@@ -82,6 +96,10 @@ def test_repro_then_experiment(project):
         "dvclive/plots/metrics/train/loss.tsv",
         "dvclive/plots/sklearn/confusion_matrix.json",
     } <= set(plots["data"])
+    shown = set(plots["data"])
+    assert {f"dvclive/plots/sklearn/{kind}/{name}.json" for kind in ("roc", "precision_recall")
+            for name in CLASS_NAMES} <= shown  # fmt: skip
+    assert any(p.startswith("dvclive/plots/images/mistakes/01_") for p in shown)
     failed = {error["name"] for error in plots["errors"]}
     assert "dvclive/plots/sklearn/confusion_matrix.json" not in failed  # only other tasks' plots
     artifacts = run(
@@ -92,7 +110,18 @@ def test_repro_then_experiment(project):
     shown = run(["dvc", "exp", "show", "--csv"], project).stdout
     header = shown.splitlines()[0].split(",")
     assert "TRAINING.BATCH_SIZE" in header and "eval.accuracy" in header
+    assert "held_out.accuracy" in header and "validation.f1.three" in header
     assert any(",64," in line for line in shown.splitlines()[1:])
+
+    # A change to EXPORT exports again, checked, and never retrains.
+    exported = run(["dvc", "exp", "run", "-S", "EXPORT.FORMATS=[onnx,litert]"], project)
+    assert stages_run(exported.stdout) == {"validate", "export"}
+    figures = json.loads((project / "models/digits_cnn/export_metrics.json").read_text())
+    for name in ("onnx", "litert"):
+        assert figures["export"][name]["agreement"] == 1.0
+        assert figures["export"][name]["max_abs_difference"] < 1e-3
+    assert (project / "models/digits_cnn/export/model.onnx").is_file()
+    run(["git", "checkout", "params.yaml"], project)
 
     # A mistake in -S stops at the validate stage, before DVC removes any other output.
     before = outputs(project)

@@ -156,7 +156,7 @@ def test_params_file_round_trip_of_builder_defaults(default_params):
     described = MODELS.get("resnet50").describe()
     assert described == {
         "INPUT_SHAPE": "required",
-        "NUM_CLASSES": "required",
+        "NUM_CLASSES": "None",  # derived from the task when left out
         "INITIAL_WEIGHTS": "None",
         "WEIGHTS": "None",
         "DROPOUT": "0.2",

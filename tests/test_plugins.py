@@ -4,6 +4,7 @@ names them and `kerapipe train` trains with them, without any change to kerapipe
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -132,7 +133,8 @@ def plugin_path(tmp_path_factory) -> Path:
 
 def kerapipe(args, cwd, plugin_path, check=True):
     env = tool_env()
-    env["PYTHONPATH"] = str(plugin_path)
+    # The plug-in's folder first, and whatever PYTHONPATH the tests run under (a worktree's).
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(plugin_path), env.get("PYTHONPATH")]))
     result = subprocess.run(
         [str(BIN / "kerapipe"), *args], cwd=cwd, env=env, capture_output=True, text=True
     )

@@ -238,3 +238,16 @@ def test_dvc_exp_run_regression(tmp_path):
         mae = (merged[target] - merged[f"{target}_true"]).abs().mean()
         baseline = (merged[f"{target}_true"] - train[target].mean()).abs().mean()
         assert mae < 0.5 * baseline, (target, mae, baseline)
+        # ... and predict scored itself the same way (DATA.PREDICTION_LABELS).
+        scored = json.loads((project / "predictions/metrics.json").read_text())["held_out"]
+        assert scored[target]["mae"] == pytest.approx(mae)
+        assert scored["images"] == 40 and scored["unlabelled"] == 0
+
+    # The validation images with the largest errors, worst first.
+    rows = pd.read_csv(project / "models/discs_cnn/validation_predictions.csv")
+    assert (rows.error_radius == (rows.predicted_radius - rows.radius).round(6)).all()
+    worst = rows.sort_values("worst_error_in_std", ascending=False, kind="stable").head(8)
+    pictures = sorted((project / "dvclive/plots/images/mistakes").glob("*.png"))
+    expected = [f"{rank:02d}_{Path(path).stem}_" for rank, path in enumerate(worst.filepath, 1)]
+    assert len(pictures) == len(expected) == 8
+    assert all(p.name.startswith(e) for p, e in zip(pictures, expected, strict=True))

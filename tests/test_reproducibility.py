@@ -21,6 +21,7 @@ def full_run(folder, digits, default_params):
     default_params["DATA"].update(
         INVENTORY_DATA_DIR=str(digits / "train"),
         PREDICTION_DATA_DIR=str(digits / "unlabelled"),
+        PREDICTION_LABELS=str(digits / "unlabelled_labels.csv"),
     )
     default_params["TRAINING"]["NUM_EPOCHS"] = 2
     (folder / "params.yaml").write_text(yaml.safe_dump(default_params))
@@ -31,7 +32,9 @@ def full_run(folder, digits, default_params):
 def test_two_runs_from_scratch_are_identical(tmp_path, digits, default_params):
     first = full_run(tmp_path / "first", digits, default_params)
     second = full_run(tmp_path / "second", digits, default_params)
-    for name in ["data/inventory/inventory.csv", "predictions/predictions.csv"]:
+    names = ["data/inventory/inventory.csv", "predictions/predictions.csv"]
+    names += ["predictions/metrics.json", "models/digits_cnn/validation_predictions.csv"]
+    for name in names:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
     metrics = [json.loads((run / "dvclive/metrics.json").read_text()) for run in (first, second)]
     assert metrics[0] == metrics[1]

@@ -46,7 +46,8 @@ def test_every_shipped_params_file_names_the_schema_and_follows_it(path, validat
         ("MODEL", "MODEL_NAME", "resnet9000", "'resnet9000' is not one of"),
         ("MODEL", "MODEL_PARAMS", {"INPUT_SHAPE": [16, 16, 1], "NUM_CLASSES": 10,
                                    "DROPOUTT": 0.1}, "'DROPOUTT' was unexpected"),
-        ("PIPELINE", "TASK_PARAMS", {"CLASS_NAMES": ["a", "b"]}, "'CLASS_LABELS' is a required"),
+        ("PIPELINE", "TASK_PARAMS", {"CLASS_LABELS": [0, 1]}, "'CLASS_NAMES' is a dependency"),
+        ("PIPELINE", "TASK_PARAMS", {"CLASS_NAME": ["a", "b"]}, "'CLASS_NAME' was unexpected"),
     ],
 )  # fmt: skip
 def test_the_schema_catches_what_validate_catches(validator, group, key, value, message):
@@ -59,7 +60,7 @@ def test_the_schema_catches_what_validate_catches(validator, group, key, value, 
 def test_every_key_has_a_description():
     defs = params_schema()["$defs"]
     for group in ("DataParams", "PipelineParams", "InventoryParams", "ModelParams",
-                  "TrainingParams"):  # fmt: skip
+                  "TrainingParams", "ExportParams"):  # fmt: skip
         assert defs[group].get("description"), group
         for key, prop in defs[group]["properties"].items():
             assert prop.get("description"), f"{group}.{key}"

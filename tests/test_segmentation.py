@@ -447,6 +447,21 @@ def test_dvc_exp_run_segmentation(tmp_path):
     background_only[:, 0] = confusion.sum(axis=1)
     held_out = segmentation_scores(confusion)["mean_iou"]
     assert held_out > 0.7 > segmentation_scores(background_only)["mean_iou"]
+    # ... and predict scored itself the same way (DATA.PREDICTION_LABELS: unlabelled_masks).
+    scored = json.loads((project / "predictions/metrics.json").read_text())["held_out"]
+    assert scored["mean_iou"] == pytest.approx(held_out)
+    assert scored["images"] == 32 and scored["left_out"] == 0
+    assert scored["pixel_accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum())
+    assert set(scored["iou"]) == set(SHAPE_CLASSES)
+
+    # The validation images of lowest IoU, worst first, and one row per validation image.
+    rows = pd.read_csv(project / "models/shapes_unet/validation_predictions.csv")
+    assert len(rows) == (inventory.split == "validation").sum()
+    worst = rows.sort_values("mean_iou", kind="stable").head(8)
+    pictures = sorted((project / "dvclive/plots/images/mistakes").glob("*.png"))
+    assert [p.name.split("_iou_")[0] for p in pictures] == [
+        f"{rank:02d}_{Path(path).stem}" for rank, path in enumerate(worst.filepath, 1)
+    ]
 
     plots = json.loads(run(["dvc", "plots", "show", "--json"], project).stdout)
     assert plots["data"]["dvclive/plots/sklearn/confusion_matrix.json"]

@@ -36,6 +36,7 @@ def trained_once(tmp_path_factory) -> Path:
     params["DATA"].update(
         INVENTORY_DATA_DIR=str(write_digits(root / "digits") / "train"),
         PREDICTION_DATA_DIR=str(root / "digits" / "unlabelled"),
+        PREDICTION_LABELS=str(root / "digits" / "unlabelled_labels.csv"),
     )
     params["TRAINING"]["NUM_EPOCHS"] = 2
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -38,7 +38,12 @@ class BaseModelParams(Group):
     """``MODEL_PARAMS`` every model accepts."""
 
     INPUT_SHAPE: list[int] = Field(min_length=3, max_length=3)
-    NUM_CLASSES: int = Field(ge=1)
+    NUM_CLASSES: int | None = Field(
+        None,
+        ge=1,
+        description="the number of outputs; null (or left out): derived from the task's classes "
+        "or targets, which is where that fact lives",
+    )
     INITIAL_WEIGHTS: str | None = None
 
     @field_validator("INPUT_SHAPE")

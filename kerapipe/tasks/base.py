@@ -50,12 +50,58 @@ class Task:
 
     @staticmethod
     def require_outputs(model_params: BaseModelParams, count: int, because: str) -> None:
-        """``NUM_CLASSES`` is the number of model outputs: it must be ``count``, ``because``."""
-        if count != model_params.NUM_CLASSES:
+        """``NUM_CLASSES`` is the number of model outputs: when given it must be ``count``,
+        ``because`` (left out, it is derived: one fact, one place)."""
+        if model_params.NUM_CLASSES is not None and count != model_params.NUM_CLASSES:
             raise ConfigError(
                 f"MODEL.MODEL_PARAMS.NUM_CLASSES is {model_params.NUM_CLASSES}, but {because}; "
                 f"set NUM_CLASSES to {count}."
             )
+
+    @property
+    def output_names(self) -> list[str | None]:
+        """The name of each model output unit (a class or a target), in order; None for a
+        unit that no class uses. Predictions and evaluations are read with these names."""
+        raise NotImplementedError
+
+    @property
+    def num_outputs(self) -> int:
+        """``MODEL_PARAMS.NUM_CLASSES`` when given, else the count of ``output_names``."""
+        given = self.params.MODEL.MODEL_PARAMS.get("NUM_CLASSES")
+        return given if given is not None else len(self.output_names)
+
+    def layout(self) -> dict[str, Any]:
+        """What the inventory and the model record about the data beyond the params (e.g.
+        the classes found in the data folder), so later steps never need it repeated."""
+        return {}
+
+    def adopt_layout(self, layout: dict[str, Any]) -> None:
+        """Take back what ``layout`` recorded (the train step from the inventory, predict
+        from the model), where the params leave it out."""
+
+    def describe_outputs(self) -> dict[str, Any]:
+        """What a user loading the saved model needs to read its outputs (``outputs.json``
+        beside the model, and ``run_info.json``)."""
+        return {
+            "task": self.params.PIPELINE.TASK_NAME,
+            "input_shape": list(self.input_shape),
+            "input": "raw pixel values 0-255 (the model scales them itself)",
+            "outputs": list(self.output_names),
+            **self.layout(),
+        }
+
+    def check_training_params(self) -> None:
+        """Raise a ConfigError for TRAINING params this task cannot honour."""
+        if self.params.TRAINING.CLASS_WEIGHT is not None:
+            raise ConfigError(
+                f"TRAINING.CLASS_WEIGHT: the {self.params.PIPELINE.TASK_NAME} task has no "
+                "class per example to weigh; class weights are for classification. Remove "
+                "it (for rare segmentation classes, use LOSS_NAME: sparse_focal with alpha)."
+            )
+
+    def class_weights(self, train_rows: pd.DataFrame) -> dict[int, float] | None:
+        """Keras' ``class_weight`` for ``fit``, from ``TRAINING.CLASS_WEIGHT``, or None."""
+        return None
 
     def scan(self, source: DataSource, data_dir: str) -> pd.DataFrame:
         """Inventory rows (one per example, sorted) for the data under ``data_dir``."""
@@ -84,8 +130,29 @@ class Task:
         """The model to save, given the trained one (e.g. with outputs put back in units)."""
         return model
 
-    def log_evaluation(self, live: Live, model: keras.Model, rows: pd.DataFrame, data) -> None:
-        """Log task-specific plots or images for the validation set to DVCLive."""
+    def log_evaluation(
+        self, live: Live, model: keras.Model, rows: pd.DataFrame, data
+    ) -> pd.DataFrame | None:
+        """Predict the validation set once (``data``, batches of ``rows`` in order) and log
+        from that one pass the task's scores, plots and worst images to DVCLive; return one
+        row per validation image (its prediction and how wrong it is), or None."""
+        return None
+
+    def read_labels(self, source: DataSource, labels: str) -> Any:
+        """The true answers at ``labels`` (``DATA.PREDICTION_LABELS``), read and checked
+        before predict does any work; a DataError names what is wrong with them."""
+        raise ConfigError(
+            f"DATA.PREDICTION_LABELS: the {self.params.PIPELINE.TASK_NAME} task cannot score "
+            "its predictions; set it to null."
+        )
+
+    def score_predictions(
+        self, source: DataSource, predictions: pd.DataFrame, truth: Any, labels: str
+    ) -> dict[str, Any]:
+        """The task's scores of ``predictions`` (``predictions.csv``; rows whose status is
+        not ok are left out and counted) against ``truth`` (from ``read_labels``), with the
+        counts of ``kerapipe.tasks.common.labelled``."""
+        raise NotImplementedError
 
     def dataset(
         self,
@@ -166,7 +233,7 @@ class Task:
         from kerapipe.tasks.common import with_status
 
         pairs = list(batches)
-        units = self.params.MODEL.MODEL_PARAMS["NUM_CLASSES"]
+        units = self.num_outputs
         indices = np.concatenate([i for i, _ in pairs]) if pairs else np.zeros(0, np.int64)
         outputs = (
             np.concatenate([o for _, o in pairs]) if pairs else np.zeros((0, units), np.float32)

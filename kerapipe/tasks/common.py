@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import posixpath
 from collections.abc import Sequence
 
@@ -11,6 +13,8 @@ import pandas as pd
 from kerapipe.errors import DataError
 from kerapipe.images import probe_image
 from kerapipe.sources import DataSource
+
+log = logging.getLogger(__name__)
 
 
 def join(folder: str, name: str) -> str:
@@ -72,3 +76,53 @@ def seeded_split(
     table["split"] = "train"
     table.loc[validation, "split"] = "validation"
     return table
+
+
+def read_csv(source: DataSource, path: str, key: str) -> pd.DataFrame:
+    """A CSV the params point at (``key``), every cell as text, with a clear error."""
+    if not source.exists(path):
+        raise DataError(f"{key}: {path!r} not found. Point it at the file, or set it to null.")
+    try:
+        return pd.read_csv(io.StringIO(source.read_text(path)), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
+        raise DataError(f"{key}: {path} is not a readable CSV file: {err}") from None
+
+
+def labelled(
+    predictions: pd.DataFrame, truth: pd.DataFrame, column: str, data_dir: str, labels: str
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The rows of ``predictions`` (predictions.csv) whose status is ok joined with
+    ``truth`` on ``column``, the image path relative to ``data_dir``
+    (``DATA.PREDICTION_DATA_DIR``); truth columns that clash get ``_true``. Also the counts:
+    ``images`` scored, ``left_out`` (a bad status: the image could not be read),
+    ``unlabelled`` (predicted, with no row in ``truth``) and ``labels_without_image`` (rows
+    of ``truth`` naming no image, with a warning)."""
+    truth = truth.copy()
+    truth[column] = [posixpath.normpath(str(name).strip()) for name in truth[column]]
+    repeated = sorted(set(truth[column][truth[column].duplicated()]))
+    if repeated:
+        raise DataError(
+            f"DATA.PREDICTION_LABELS: {labels} lists {len(repeated)} file(s) more than once "
+            f"({', '.join(repeated[:5])}). Keep one row per image."
+        )
+    predictions = predictions.copy()
+    predictions["_key"] = [
+        posixpath.normpath(posixpath.relpath(path, data_dir)) for path in predictions.filepath
+    ]
+    ok = predictions[predictions.status == "ok"]
+    merged = ok.merge(truth, left_on="_key", right_on=column, how="inner", suffixes=("", "_true"))
+    counts = {
+        "images": len(merged),
+        "left_out": len(predictions) - len(ok),
+        "unlabelled": int((~ok._key.isin(set(truth[column]))).sum()),
+        "labels_without_image": int((~truth[column].isin(set(predictions._key))).sum()),
+    }
+    if counts["labels_without_image"]:
+        log.warning(
+            "%d row(s) of %s name no image that was predicted (paths are relative to %s); "
+            "they are left out of the scores.",
+            counts["labels_without_image"],
+            labels,
+            data_dir,
+        )
+    return merged.drop(columns="_key"), counts

@@ -2,7 +2,7 @@
 
 Targets are standardised with the training rows' mean and standard deviation for training (so
 several targets of different scales weigh alike in the loss); the saved model ends with a
-built-in ``Normalization(invert=True)`` layer, so it outputs the original units.
+built-in ``Rescaling`` layer (``x * std + mean``), so it outputs the original units.
 """
 
 from __future__ import annotations
@@ -37,6 +37,12 @@ class RegressionParams(Group):
     IMAGES_DIR: str = "images"  # inside DATA.INVENTORY_DATA_DIR; "" for that folder itself
     FILENAME_COLUMN: str = "filename"  # image path relative to IMAGES_DIR
     TARGET_COLUMNS: list[str] = Field(default_factory=lambda: ["target"], min_length=1)
+    LOG_MISTAKES: int = Field(
+        8,
+        ge=0,
+        description="the validation images shown in dvc plots as the worst mistakes: the "
+        "largest error first (in standard deviations of the target, the worst target's)",
+    )
 
     @field_validator("TARGET_COLUMNS")
     @classmethod
@@ -54,6 +60,7 @@ class RegressionTask(Task):
     Params = RegressionParams
     default_loss = "mean_squared_error"
     default_metrics = ("mean_absolute_error", "root_mean_squared_error", "r2_score")
+    display_only_params = frozenset({"LOG_MISTAKES"})
 
     def __init__(self, params) -> None:
         super().__init__(params)
@@ -63,6 +70,10 @@ class RegressionTask(Task):
     @property
     def targets(self) -> list[str]:
         return self.config.TARGET_COLUMNS
+
+    @property
+    def output_names(self) -> list[str | None]:
+        return list(self.targets)
 
     def check_model_params(self, model_params: BaseModelParams) -> None:
         count = len(self.targets)
@@ -200,22 +211,24 @@ class RegressionTask(Task):
         )
 
     def finalize_model(self, model):
-        """The trained model followed by a layer that maps standardised outputs to units."""
+        """The trained model followed by a layer that maps standardised outputs to units:
+        ``x * std + mean``, a built-in ``Rescaling`` whose scale and offset are plain lists
+        in its config (so the ONNX and LiteRT exports fold them into constants)."""
         import keras
 
-        outputs = keras.layers.Normalization(
-            axis=-1,
-            mean=[float(m) for m in self.mean],
-            variance=[float(s) ** 2 for s in self.std],
-            invert=True,
+        outputs = keras.layers.Rescaling(
+            scale=[float(s) for s in self.std],
+            offset=[float(m) for m in self.mean],
             dtype="float32",
             name="to_target_units",
         )(model.outputs[0])
         return keras.Model(model.inputs, outputs, name=model.name)
 
-    def log_evaluation(self, live, model, rows: pd.DataFrame, data) -> None:
-        """MAE, RMSE and R² in the targets' units on the validation set, the MAE of always
-        predicting the training mean beside them, and a predicted-vs-actual scatter plot."""
+    def log_evaluation(self, live, model, rows: pd.DataFrame, data) -> pd.DataFrame:
+        """From one pass over the validation set: MAE, RMSE and R² in the targets' units,
+        the MAE of always predicting the training mean beside them, a predicted-vs-actual
+        scatter plot per target, and the images with the largest errors; returns each
+        image's targets, predictions and errors, for validation_predictions.csv."""
         predicted = self.to_units(np.asarray(model.predict(data, verbose=0)))
         actual = rows[self.targets].to_numpy(dtype=np.float64)
         for i, column in enumerate(self.targets):
@@ -234,6 +247,70 @@ class RegressionTask(Task):
                 template="scatter",
                 title=f"{column}: predicted vs actual (validation)",
             )
+        table = pd.DataFrame({"filepath": rows.filepath.to_numpy()})
+        for i, column in enumerate(self.targets):
+            table[column] = actual[:, i]
+            table[f"predicted_{column}"] = predicted[:, i].round(6)
+            table[f"error_{column}"] = (predicted[:, i] - actual[:, i]).round(6)
+        table["worst_error_in_std"] = (np.abs(predicted - actual) / self.std).max(axis=1).round(6)
+        self.log_mistakes(live, table)
+        return table
+
+    def log_mistakes(self, live, table: pd.DataFrame) -> None:
+        """The ``LOG_MISTAKES`` validation images with the largest error."""
+        from kerapipe.tasks.gallery import captioned, enlarged, log_gallery, picture
+
+        worst = table.sort_values(
+            ["worst_error_in_std", "filepath"], ascending=[False, True], kind="stable"
+        )
+        items = []
+        for _, row in worst.head(self.config.LOG_MISTAKES).iterrows():
+            lines = [
+                f"{c}: {row[c]:.2f}, predicted {row[f'predicted_{c}']:.2f}" for c in self.targets
+            ]
+            errors = "_".join(f"{c}{row[f'error_{c}']:+.2f}" for c in self.targets)
+            items.append((row.filepath, errors, captioned(enlarged(picture(row.filepath)), lines)))
+        log_gallery(live, items)
+
+    def read_labels(self, source: DataSource, labels: str) -> pd.DataFrame:
+        """A CSV like the targets CSV: ``FILENAME_COLUMN`` (relative to
+        ``DATA.PREDICTION_DATA_DIR``) and the target columns, as numbers, checked."""
+        from kerapipe.tasks.common import read_csv
+
+        key = "DATA.PREDICTION_LABELS"
+        truth = read_csv(source, labels, key)
+        name = self.config.FILENAME_COLUMN
+        absent = [c for c in (name, *self.targets) if c not in truth.columns]
+        if absent:
+            raise DataError(
+                f"{key}: {labels} has no column(s) {', '.join(absent)} (found: "
+                f"{', '.join(truth.columns)}); it needs {KEY}.FILENAME_COLUMN and every "
+                "target column, as the targets CSV does."
+            )
+        truth = truth[[name, *self.targets]].copy()
+        for column in self.targets:
+            values = pd.to_numeric(truth[column].str.strip(), errors="coerce")
+            if not np.isfinite(values.to_numpy(dtype=np.float64)).all():
+                raise DataError(
+                    f"{key}: {labels}: column {column!r} holds values that are not numbers."
+                )
+            truth[column] = values
+        return truth
+
+    def score_predictions(self, source, predictions: pd.DataFrame, truth, labels: str) -> dict:
+        """MAE, RMSE and R² per target of ``predictions``, in the targets' units."""
+        from kerapipe.tasks.common import labelled
+
+        name = self.config.FILENAME_COLUMN
+        merged, counts = labelled(
+            predictions, truth, name, self.params.DATA.PREDICTION_DATA_DIR, labels
+        )
+        scores = {}
+        for column in self.targets:
+            actual = merged[f"{column}_true"].to_numpy(dtype=np.float64)
+            guess = merged[column].to_numpy(dtype=np.float64)
+            scores[column] = regression_scores(actual, guess) if len(actual) else {}
+        return {**counts, **scores}
 
     # --- prediction ------------------------------------------------------------------------
 

@@ -59,6 +59,12 @@ class SegmentationParams(Group):
     MASKS_DIR: str = "masks"  # inside DATA.INVENTORY_DATA_DIR
     MASK_PATTERN: str = "{stem}.png"  # the mask's file name from its image's stem
     LOG_IMAGES: int = Field(4, ge=0)  # validation images logged to DVCLive with their masks
+    LOG_MISTAKES: int = Field(
+        8,
+        ge=0,
+        description="the validation images shown in dvc plots as the worst mistakes: the "
+        "lowest mean IoU first, each as image | true mask | predicted mask",
+    )
 
     @field_validator("CLASS_NAMES")
     @classmethod
@@ -84,11 +90,15 @@ class SegmentationTask(Task):
     Params = SegmentationParams
     default_loss = "sparse_categorical_crossentropy"
     default_metrics = ("accuracy", "sparse_mean_iou", "sparse_mean_dice")
-    display_only_params = frozenset({"LOG_IMAGES"})
+    display_only_params = frozenset({"LOG_IMAGES", "LOG_MISTAKES"})
 
     @property
     def class_names(self) -> list[str]:
         return self.config.CLASS_NAMES
+
+    @property
+    def output_names(self) -> list[str | None]:
+        return list(self.class_names)
 
     def check_model_params(self, model_params: BaseModelParams) -> None:
         count = len(self.class_names)
@@ -325,25 +335,32 @@ class SegmentationTask(Task):
         data = data.map(lambda image, mask: (tf.cast(image, tf.float32), tf.cast(mask, tf.int32)))
         return data.prefetch(AUTOTUNE)
 
-    def log_evaluation(self, live, model, rows: pd.DataFrame, data) -> None:
-        """Per-class IoU and Dice on the validation set (with the all-background baseline), a
-        pixel confusion matrix, and the first ``LOG_IMAGES`` images with their masks."""
+    def log_evaluation(self, live, model, rows: pd.DataFrame, data) -> pd.DataFrame:
+        """From one pass over the validation set: per-class IoU and Dice (with the
+        all-background baseline), a pixel confusion matrix, the first ``LOG_IMAGES`` images
+        with their masks, and the ``LOG_MISTAKES`` images of lowest IoU; returns each
+        image's pixel accuracy and IoU, for validation_predictions.csv."""
         count = len(self.class_names)
         confusion = np.zeros((count, count), dtype=np.int64)
         shown: list[np.ndarray] = []
         sample_true: list[np.ndarray] = []
         sample_pred: list[np.ndarray] = []
+        per_image: list[dict[str, Any]] = []
+        worst: list[tuple[float, int, np.ndarray]] = []  # a heap of the lowest IoUs
+        paths = list(rows.filepath)
         for images, masks in data:
             predicted = np.asarray(model(images, training=False)).argmax(axis=-1)
             truth = np.asarray(masks)
-            confusion += np.bincount(
-                (truth * count + predicted).ravel(), minlength=count * count
-            ).reshape(count, count)
+            confusion += pixel_confusion(truth, predicted, count)
             sample_true.append(truth[:, ::4, ::4].ravel())  # every 16th pixel, for the plot
             sample_pred.append(predicted[:, ::4, ::4].ravel())
             for image, mask, guess in zip(np.asarray(images), truth, predicted, strict=True):
+                index = len(per_image)
+                scores = segmentation_scores(pixel_confusion(mask, guess, count))
+                per_image.append(self._image_row(paths[index], mask, guess, scores))
                 if len(shown) < self.config.LOG_IMAGES:
                     shown.append(overlay_panel(image, mask, guess))
+                self._keep_worst(worst, scores["mean_iou"], index, (image, mask, guess))
         scores = segmentation_scores(confusion)
         for name, iou, dice in zip(self.class_names, scores["iou"], scores["dice"], strict=True):
             if not np.isnan(iou):
@@ -366,6 +383,99 @@ class SegmentationTask(Task):
         for path, panel in zip(rows.filepath, shown, strict=False):
             stem = posixpath.splitext(posixpath.basename(path))[0]
             live.log_image(f"segmentation/{stem}.png", Image.fromarray(panel))
+        self._log_mistakes(live, paths, worst)
+        return pd.DataFrame(per_image)
+
+    def _image_row(self, path: str, truth, predicted, scores: dict[str, Any]) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "filepath": path,
+            "pixel_accuracy": round(float((truth == predicted).mean()), 6),
+            "mean_iou": round(scores["mean_iou"], 6),
+        }
+        for name, iou in zip(self.class_names, scores["iou"], strict=True):
+            row[f"iou_{name}"] = None if np.isnan(iou) else round(float(iou), 6)
+        return row
+
+    def _keep_worst(self, heap: list, iou: float, index: int, panel) -> None:
+        """Keep the ``LOG_MISTAKES`` lowest IoUs seen so far (ties: the first image)."""
+        import heapq
+
+        item = (-iou, -index, panel)
+        if len(heap) < self.config.LOG_MISTAKES:
+            heapq.heappush(heap, item)
+        elif self.config.LOG_MISTAKES and item[:2] > heap[0][:2]:
+            heapq.heapreplace(heap, item)
+
+    def _log_mistakes(self, live, paths: list[str], heap: list) -> None:
+        from kerapipe.tasks.gallery import captioned, log_gallery
+
+        items = []
+        for negative_iou, negative_index, (image, mask, guess) in sorted(heap, reverse=True):
+            iou = -negative_iou
+            lines = [f"mean IoU {iou:.2f}", "image | true mask | predicted"]
+            panel = overlay_panel(image, mask, guess)
+            items.append((paths[-negative_index], f"iou_{iou:.2f}", captioned(panel, lines)))
+        log_gallery(live, items)
+
+    def read_labels(self, source: DataSource, labels: str) -> str:
+        """The folder of true masks (read one by one when scoring)."""
+        if not source.is_dir(labels):
+            raise DataError(
+                f"DATA.PREDICTION_LABELS: folder {labels!r} not found. For segmentation it is "
+                f"the folder of the true masks, named as {KEY}.MASK_PATTERN says; or set it "
+                "to null."
+            )
+        return labels
+
+    def score_predictions(self, source, predictions: pd.DataFrame, truth, labels: str) -> dict:
+        """Pixel accuracy, IoU and Dice (per class and their means) of the predicted masks
+        against the true ones: for the image ``<folder>/<stem>.<ext>`` under
+        ``DATA.PREDICTION_DATA_DIR``, ``<folder>/`` + ``MASK_PATTERN`` under ``labels``.
+        Pixels are compared at the image's own size, where predict writes its masks."""
+        from kerapipe.tasks.common import labelled
+
+        key = "DATA.PREDICTION_LABELS"
+        data_dir = self.params.DATA.PREDICTION_DATA_DIR
+        names = [posixpath.relpath(p, data_dir) for p in predictions.filepath]
+        masks = [
+            join(labels, posixpath.join(posixpath.dirname(n), self.mask_name(posixpath.splitext(
+                posixpath.basename(n))[0])))
+            for n in names
+        ]  # fmt: skip
+        there = [source.exists(m) for m in masks]
+        truth = pd.DataFrame(
+            {"filename": [n for n, t in zip(names, there, strict=True) if t],
+             "true_mask": [m for m, t in zip(masks, there, strict=True) if t]}
+        )  # fmt: skip
+        merged, counts = labelled(predictions, truth, "filename", data_dir, labels)
+        count = len(self.class_names)
+        confusion = np.zeros((count, count), dtype=np.int64)
+        for predicted_path, true_path in zip(merged.mask_path, merged.true_mask, strict=True):
+            predicted = read_mask(source, predicted_path)
+            true = read_mask(source, true_path)
+            if true.shape != predicted.shape or true.max(initial=0) >= count:
+                raise DataError(
+                    f"{key}: the mask {true_path} is {true.shape[1]}x{true.shape[0]} with "
+                    f"values up to {true.max(initial=0)}; its image's predicted mask is "
+                    f"{predicted.shape[1]}x{predicted.shape[0]} with {count} classes. A true "
+                    "mask has its image's size and class indices below the class count."
+                )
+            confusion += pixel_confusion(true, predicted, count)
+        scores = segmentation_scores(confusion)
+        pixels = confusion.sum()
+        result: dict[str, Any] = {
+            **counts,
+            "pixel_accuracy": float(np.trace(confusion) / pixels) if pixels else 0.0,
+            "mean_iou": scores["mean_iou"],
+            "mean_dice": scores["mean_dice"],
+        }
+        for metric in ("iou", "dice"):
+            result[metric] = {
+                name: float(value)
+                for name, value in zip(self.class_names, scores[metric], strict=True)
+                if not np.isnan(value)
+            }
+        return result
 
     # --- prediction ------------------------------------------------------------------------
 
@@ -491,3 +601,18 @@ def overlay_panel(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray) -
     panel = np.concatenate([picture, colorize(truth), colorize(predicted)], axis=1)
     scale = max(1, 128 // panel.shape[0])  # small images are enlarged to be seen
     return panel.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def pixel_confusion(truth: np.ndarray, predicted: np.ndarray, count: int) -> np.ndarray:
+    """The ``count`` x ``count`` confusion matrix of two class-index masks (rows: truth)."""
+    flat = truth.astype(np.int64).ravel() * count + predicted.astype(np.int64).ravel()
+    return np.bincount(flat, minlength=count * count).reshape(count, count)
+
+
+def read_mask(source: DataSource, path: str) -> np.ndarray:
+    """A class-index mask PNG as a 2-D uint8 array."""
+    try:
+        with Image.open(io.BytesIO(source.read_bytes(path))) as mask:
+            return np.asarray(mask.convert("L") if mask.mode not in ("L", "P") else mask)
+    except (OSError, SyntaxError, ValueError) as err:
+        raise DataError(f"{path}: cannot read the mask ({err}).") from None
