@@ -61,7 +61,7 @@ class ModelPaths:
 
     @property
     def exports(self) -> Path:
-        """``export/``: the model in the formats of ``EXPORT.FORMATS``."""
+        """``export/``: the model in the formats of ``DATA.EXPORT.FORMATS``."""
         return self.run_dir / "export"
 
     @property

@@ -80,7 +80,7 @@ def cmd_schema(args: argparse.Namespace) -> None:
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "inventory": (cmd_inventory, "list the training data and split it into train/validation"),
     "train": (cmd_train, "train the model on the inventory and save it"),
-    "export": (cmd_export, "export the model to EXPORT.FORMATS, each checked against it"),
+    "export": (cmd_export, "export the model to DATA.EXPORT.FORMATS, each checked against it"),
     "predict": (cmd_predict, "predict on every image under DATA.PREDICTION_DATA_DIR"),
     "run": (cmd_run, "inventory, train, export and predict in order (without DVC)"),
     "validate": (cmd_validate, "check the params file and the data it points at; no training"),

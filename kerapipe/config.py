@@ -49,6 +49,37 @@ class Group(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+class ExportParams(Group):
+    """Copies of the trained model for serving elsewhere, each checked against it."""
+
+    FORMATS: list[Literal["onnx", "litert"]] = Field(
+        default_factory=list,
+        description="formats to export the final model to, beside it in export/: onnx "
+        "(model.onnx; pip install -e '.[onnx]') and litert (model.tflite, TensorFlow's "
+        "converter; pip install -e '.[litert]' for the ai-edge-litert interpreter)",
+    )
+    MIN_AGREEMENT: float = Field(
+        0.99,
+        ge=0.0,
+        le=1.0,
+        description="classification and segmentation: the export fails when the share of "
+        "validation images (pixels) on which its arg-max class agrees with the Keras model's "
+        "is below this",
+    )
+    MAX_DIFFERENCE: float | None = Field(
+        0.001,
+        gt=0.0,
+        description="the export fails when an output differs from the Keras model's by more "
+        "than this on a validation image (probabilities, or the targets' units); null: no limit",
+    )
+
+    @field_validator("FORMATS")
+    @classmethod
+    def _once_each(cls, formats: list[str]) -> list[str]:
+        require_unique(formats, "format")
+        return formats
+
+
 class DataParams(Group):
     """Where things are: data, inventory, models and predictions."""
 
@@ -79,6 +110,10 @@ class DataParams(Group):
         "(metrics.json in PREDICTION_OUTPUT_DIR): classification a CSV of filename,class_name; "
         "regression a CSV of FILENAME_COLUMN and the target columns; segmentation a folder of "
         "masks named as MASK_PATTERN says; null: no scores",
+    )
+    EXPORT: ExportParams = Field(
+        default_factory=ExportParams,
+        description="copies of the final model for serving elsewhere, in export/ beside it",
     )
 
     @field_validator("PREDICTION_LABELS")
@@ -324,37 +359,6 @@ class TrainingParams(Group):
         return value.lower() if value.lower() in ("none", "memory") else value
 
 
-class ExportParams(Group):
-    """Copies of the trained model for serving elsewhere, each checked against it."""
-
-    FORMATS: list[Literal["onnx", "litert"]] = Field(
-        default_factory=list,
-        description="formats to export the final model to, beside it in export/: onnx "
-        "(model.onnx; pip install -e '.[onnx]') and litert (model.tflite, TensorFlow's "
-        "converter; pip install -e '.[litert]' for the ai-edge-litert interpreter)",
-    )
-    MIN_AGREEMENT: float = Field(
-        0.99,
-        ge=0.0,
-        le=1.0,
-        description="classification and segmentation: the export fails when the share of "
-        "validation images (pixels) on which its arg-max class agrees with the Keras model's "
-        "is below this",
-    )
-    MAX_DIFFERENCE: float | None = Field(
-        0.001,
-        gt=0.0,
-        description="the export fails when an output differs from the Keras model's by more "
-        "than this on a validation image (probabilities, or the targets' units); null: no limit",
-    )
-
-    @field_validator("FORMATS")
-    @classmethod
-    def _once_each(cls, formats: list[str]) -> list[str]:
-        require_unique(formats, "format")
-        return formats
-
-
 class Params(Group):
     """The whole params file."""
 
@@ -363,7 +367,6 @@ class Params(Group):
     INVENTORY: InventoryParams = Field(default_factory=InventoryParams)
     MODEL: ModelParams
     TRAINING: TrainingParams = Field(default_factory=TrainingParams)
-    EXPORT: ExportParams = Field(default_factory=ExportParams)
 
     @model_validator(mode="after")
     def _cache_apart_from_data(self) -> Params:
@@ -421,7 +424,7 @@ def read_params_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(
             f"{path} must be a mapping with the groups DATA, PIPELINE, INVENTORY, MODEL, "
-            f"TRAINING and EXPORT; it holds a {type(data).__name__}."
+            f"TRAINING; it holds a {type(data).__name__}."
         )
     return data
 

@@ -1,12 +1,13 @@
-"""Stage: export the final model to the formats of ``EXPORT.FORMATS`` (ONNX, LiteRT), each
+"""Stage: export the final model to the formats of ``DATA.EXPORT.FORMATS`` (ONNX, LiteRT), each
 checked against the Keras model on the validation images before it is kept.
 
 The check runs every validation image through the Keras model and through the exported one,
 in its own runtime (ONNX Runtime; the LiteRT interpreter), and compares the outputs: the share
 of images (segmentation: pixels) whose arg-max class agrees, and the largest absolute
-difference of any output. Below ``EXPORT.MIN_AGREEMENT``, or above ``EXPORT.MAX_DIFFERENCE``,
-the export fails and nothing is written; otherwise the files land in ``export/`` beside the
-model and the figures in ``export_metrics.json``, which ``dvc.yaml`` declares as metrics.
+difference of any output. Below ``DATA.EXPORT.MIN_AGREEMENT``, or above
+``DATA.EXPORT.MAX_DIFFERENCE``, the export fails and nothing is written; otherwise the files
+land in ``export/`` beside the model and the figures in ``export_metrics.json``, which
+``dvc.yaml`` declares as metrics.
 """
 
 from __future__ import annotations
@@ -70,24 +71,25 @@ def check_export_packages(formats: Iterable[str]) -> None:
         missing = [p for p in NEEDS[name] if importlib.util.find_spec(p) is None]
         if missing:
             raise ConfigError(
-                f"EXPORT.FORMATS: {name} needs {', '.join(missing)}, not installed. Install "
+                f"DATA.EXPORT.FORMATS: {name} needs {', '.join(missing)}, not installed. Install "
                 f'them with `pip install -e ".[{EXTRAS[name]}]"` (or remove {name!r}).'
             )
 
 
 def run_export(params: Params) -> ExportResult:
-    """Export, check and write every format of ``EXPORT.FORMATS`` (none: only empty
+    """Export, check and write every format of ``DATA.EXPORT.FORMATS`` (none: only empty
     ``export/`` and metrics, so DVC's outputs exist)."""
     check_params(params)
-    formats = list(params.EXPORT.FORMATS)
+    formats = list(params.DATA.EXPORT.FORMATS)
     check_export_packages(formats)
     paths = ModelPaths.from_params(params)
     task = get_task(params)
     check_model_matches(paths, params, task)
     if paths.format == "tf" and formats:
         raise ConfigError(
-            "EXPORT.FORMATS: export starts from a Keras model; with DATA.TRAINING_MODEL_FORMAT "
-            "tf (a SavedModel) there is none. Use keras or h5 to export as well."
+            "DATA.EXPORT.FORMATS: export starts from a Keras model; with "
+            "DATA.TRAINING_MODEL_FORMAT tf (a SavedModel) there is none. "
+            "Use keras or h5 to export as well."
         )
     metrics: dict[str, dict[str, Any]] = {}
     with atomic_path(paths.exports) as folder:
@@ -150,7 +152,7 @@ def compare(
 
 def require_close(name: str, comparison: Comparison, params: Params) -> None:
     """Fail the export when it answers differently from the Keras model."""
-    limits = params.EXPORT
+    limits = params.DATA.EXPORT
     problems = []
     if comparison.agreement is not None and comparison.agreement < limits.MIN_AGREEMENT:
         problems.append(f"arg-max agreement {comparison.agreement:.4f} < MIN_AGREEMENT")
@@ -163,8 +165,8 @@ def require_close(name: str, comparison: Comparison, params: Params) -> None:
         raise ModelError(
             f"the {name} export answers differently from the Keras model on the "
             f"{comparison.images} validation images: {'; '.join(problems)}. Nothing was "
-            "written. Raise EXPORT.MIN_AGREEMENT / MAX_DIFFERENCE if that is close enough, "
-            f"or leave {name!r} out of EXPORT.FORMATS."
+            "written. Raise DATA.EXPORT.MIN_AGREEMENT / MAX_DIFFERENCE if that is close enough, "
+            f"or leave {name!r} out of DATA.EXPORT.FORMATS."
         )
 
 
@@ -189,8 +191,8 @@ def export_to(name: str, model: keras.Model, path: Path, task: Task) -> None:
         EXPORTERS[name](model, path, task)
     except (ValueError, TypeError, NotImplementedError, RuntimeError) as err:
         raise ModelError(
-            f"EXPORT.FORMATS: the model cannot be exported to {name}: {err}. Leave {name!r} "
-            "out of EXPORT.FORMATS (the Keras model and predict do not need it)."
+            f"DATA.EXPORT.FORMATS: the model cannot be exported to {name}: {err}. Leave {name!r} "
+            "out of DATA.EXPORT.FORMATS (the Keras model and predict do not need it)."
         ) from None
 
 

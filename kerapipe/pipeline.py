@@ -9,7 +9,7 @@ from kerapipe.sources import get_source
 
 
 def run_pipeline(params: Params) -> None:
-    """inventory -> train -> export (when EXPORT.FORMATS names any) -> predict, in order;
+    """inventory -> train -> export (when DATA.EXPORT.FORMATS names any) -> predict, in order;
     each step honours its own FORCE."""
     from kerapipe.export import run_export
     from kerapipe.inventory import run_inventory
@@ -18,7 +18,7 @@ def run_pipeline(params: Params) -> None:
 
     run_inventory(params)
     run_training(params)
-    if params.EXPORT.FORMATS:
+    if params.DATA.EXPORT.FORMATS:
         run_export(params)
     run_prediction(params)
 
@@ -31,10 +31,10 @@ def validate_pipeline(params: Params) -> str:
     from kerapipe.tasks.base import get_task
 
     check_params(params)
-    if params.EXPORT.FORMATS:
+    if params.DATA.EXPORT.FORMATS:
         from kerapipe.export import check_export_packages
 
-        check_export_packages(params.EXPORT.FORMATS)
+        check_export_packages(params.DATA.EXPORT.FORMATS)
     examples = count_data(params)
     task = get_task(params)
     source = get_source(params.DATA.PREDICTION_DATA_SOURCE)

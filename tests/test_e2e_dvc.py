@@ -113,8 +113,8 @@ def test_repro_then_experiment(project):
     assert "held_out.accuracy" in header and "validation.f1.three" in header
     assert any(",64," in line for line in shown.splitlines()[1:])
 
-    # A change to EXPORT exports again, checked, and never retrains.
-    exported = run(["dvc", "exp", "run", "-S", "EXPORT.FORMATS=[onnx,litert]"], project)
+    # A change to DATA.EXPORT exports again, checked, and never retrains.
+    exported = run(["dvc", "exp", "run", "-S", "DATA.EXPORT.FORMATS=[onnx,litert]"], project)
     assert stages_run(exported.stdout) == {"validate", "export"}
     figures = json.loads((project / "models/digits_cnn/export_metrics.json").read_text())
     for name in ("onnx", "litert"):

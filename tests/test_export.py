@@ -39,7 +39,7 @@ def trained(tmp_path_factory) -> Path:
         PREDICTION_LABELS=str(digits / "unlabelled_labels.csv"),
     )
     params["TRAINING"]["NUM_EPOCHS"] = 1
-    params["EXPORT"]["FORMATS"] = ["onnx", "litert"]
+    params["DATA"]["EXPORT"]["FORMATS"] = ["onnx", "litert"]
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     cwd = os.getcwd()
     os.chdir(root)
@@ -102,7 +102,7 @@ def test_an_export_that_differs_more_than_allowed_fails_and_writes_nothing(train
     params = yaml.safe_load((trained / "params.yaml").read_text())
     params["DATA"]["TRAINING_MODEL_DIR"] = str(trained / "models")
     params["DATA"]["INVENTORY_CSV_DIR"] = str(trained / "data/inventory")
-    params["EXPORT"].update(FORMATS=["onnx"], MAX_DIFFERENCE=1e-15)
+    params["DATA"]["EXPORT"].update(FORMATS=["onnx"], MAX_DIFFERENCE=1e-15)
     before = {p: p.read_bytes() for p in (trained / RUN / "export").glob("*")}
     with pytest.raises(ModelError, match=r"onnx export answers differently .* MAX_DIFFERENCE"):
         run_export(validate_params(copy.deepcopy(params)))
@@ -124,7 +124,7 @@ def test_missing_packages_name_the_extra(trained, monkeypatch):
 
 def test_unknown_formats_and_repeats_are_refused(default_params):
     for formats, message in ((["onnx", "onnx"], "repeats onnx"), (["coreml"], "onnx")):
-        default_params["EXPORT"] = {"FORMATS": formats}
+        default_params["DATA"]["EXPORT"] = {"FORMATS": formats}
         with pytest.raises(ConfigError, match=message):
             validate_params(copy.deepcopy(default_params))
 
@@ -151,7 +151,7 @@ def test_the_other_tasks_export_and_check_too(task, tmp_path, monkeypatch):
             "DATA.INVENTORY_DATA_DIR": str(data / "train"),
             "DATA.PREDICTION_DATA_DIR": str(data / "unlabelled"),
             "TRAINING.NUM_EPOCHS": 1,
-            "EXPORT.FORMATS": ["onnx", "litert"],
+            "DATA.EXPORT.FORMATS": ["onnx", "litert"],
         },
     )
     monkeypatch.chdir(tmp_path)
