@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from kerapipe.config import Params
 from kerapipe.registry import ALL, MODELS
-from kerapipe.sources import get_source
+from kerapipe.sources import source_of
 
 
 def run_pipeline(params: Params) -> None:
@@ -29,7 +29,7 @@ def validate_pipeline(params: Params) -> str:
     check_params(params)
     examples = count_data(params)
     task = get_task(params)
-    source = get_source(params.DATA.PREDICTION_DATA_SOURCE)
+    source = source_of(params.DATA, "PREDICTION_DATA_DIR")
     to_predict = task.prediction_inputs(source, params.DATA.PREDICTION_DATA_DIR)
     return (
         f"OK: params are valid; {examples} training examples under "

@@ -1,6 +1,10 @@
 """Stage 3: run the trained model over every image under PREDICTION_DATA_DIR and write one
 result row per image. An image that cannot be read (damaged, too large, a dangling link) gets
-its row too, with the reason in its ``status`` and no outputs; it never stops the run."""
+its row too, with the reason in its ``status`` and no outputs; it never stops the run.
+
+Images on a remote source are fetched first (in parallel, into the remote cache), the model
+too; the results are written through ``DATA.PREDICTION_OUTPUT_SOURCE``.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from kerapipe.artifacts import ModelPaths, check_model_matches, load_model
 from kerapipe.checks import check_params
 from kerapipe.config import Params
 from kerapipe.images import ImageInfo, describe_problems, find_bad_images, probe_images
-from kerapipe.sources import get_source
+from kerapipe.sources import source_of
 from kerapipe.tasks.base import Task, get_task
 
 log = logging.getLogger(__name__)
@@ -30,20 +34,21 @@ class PredictionResult:
 def run_prediction(params: Params) -> PredictionResult:
     check_params(params)
     task = get_task(params)
-    source = get_source(params.DATA.PREDICTION_DATA_SOURCE)
+    source = source_of(params.DATA, "PREDICTION_DATA_DIR")
     paths = task.prediction_inputs(source, params.DATA.PREDICTION_DATA_DIR)
     model_paths = ModelPaths.from_params(params)
     check_model_matches(model_paths, params, task.display_only_params)
-    model = load_model(model_paths.model, model_paths.format)
+    model = load_model(model_paths.local_model(), model_paths.format, shown=model_paths.model)
     # Each header is read once, to pick its decoder; a file it refuses (too many pixels, not
     # an image, a dangling link) gets its row with the reason and is never decoded.
-    infos = probe_images([source.local_path(p) for p in paths], params.PIPELINE.MAX_IMAGE_PIXELS)
+    infos = probe_images(source.local_paths(paths), params.PIPELINE.MAX_IMAGE_PIXELS)
     statuses = [info.problem or OK for info in infos]
     batches = prediction_batches(task, infos, params.TRAINING.BATCH_SIZE)
     outputs = predict_batches(model, batches, total=statuses.count(OK))
     outputs = note_failures(outputs, infos, statuses)
+    out_source = source_of(params.DATA, "PREDICTION_OUTPUT_DIR")
     out = task.write_predictions(
-        source, params.DATA.PREDICTION_OUTPUT_DIR, paths, outputs, statuses
+        out_source, params.DATA.PREDICTION_OUTPUT_DIR, paths, outputs, statuses, infos
     )
     bad = {path: status for path, status in zip(paths, statuses, strict=True) if status != OK}
     if bad:
