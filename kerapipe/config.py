@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from kerapipe.errors import ConfigError
 from kerapipe.registry import (
@@ -119,9 +120,10 @@ class DataParams(Group):
                     "lower-case letters, then the bucket or host)"
                 )
             if "@" in rest.split("/", 1)[0]:
-                raise ValueError(
+                raise PydanticCustomError(  # its own kind: the value is not quoted back
+                    "secret",
                     "holds a user name or password before '@'; give credentials the "
-                    "standard way (environment variables, a profile), never in params"
+                    "standard way (environment variables, a profile), never in params",
                 )
         return folder
 
@@ -543,7 +545,9 @@ def validation_messages(
         elif kind == "value_error":  # our own validators: the message says it all
             message = str(error["msg"]).removeprefix("Value error, ")
             got = "" if isinstance(error["input"], dict) else f" (got {error['input']!r})"
-            messages.append(f"{path or 'params'}: {message}{got}.")
+            messages.append(f"{path}: {message}{got}." if path else f"{message}{got}.")
+        elif kind == "secret":  # a value that holds a secret is never shown
+            messages.append(f"{path}: {error['msg']}.")
         else:
             messages.append(f"{path}: {error['msg']} (got {error['input']!r}).")
     return messages
@@ -578,9 +582,7 @@ def _registry_problems(params: Params) -> list[str]:
         for key in DataParams.model_fields
         if key.endswith("_SOURCE") and getattr(params.DATA, key) is not None
     ]
-    checks += [
-        (SOURCES, f"DATA.STORAGE_OPTIONS.{name}", name) for name in params.DATA.STORAGE_OPTIONS
-    ]
+
     checks += [
         (TASKS, "PIPELINE.TASK_NAME", params.PIPELINE.TASK_NAME),
         (MODELS, "MODEL.MODEL_NAME", params.MODEL.MODEL_NAME),
@@ -600,7 +602,11 @@ def _registry_problems(params: Params) -> list[str]:
         (AUGMENTATIONS, f"TRAINING.AUGMENTATIONS.{i}.AUGMENTATION_NAME", spec.AUGMENTATION_NAME)
         for i, spec in enumerate(params.TRAINING.AUGMENTATIONS)
     ]
-    problems = []
+    problems = [  # settings of a source that is not used need no package installed
+        f"DATA.STORAGE_OPTIONS.{name}: {SOURCES.unknown_message(name)}"
+        for name in params.DATA.STORAGE_OPTIONS
+        if name not in SOURCES
+    ]
     for registry, key, name in checks:
         try:
             registry.check(name, key)

@@ -252,7 +252,7 @@ class FsspecSource(DataSource):
         if getattr(self, "_fs", None) is None:
             import fsspec
 
-            with self._calling("connect to", ""):
+            with self._calling("connect", ""):
                 self._fs = fsspec.filesystem(self.protocol or self.name, **self.options)
         return self._fs
 
@@ -273,12 +273,12 @@ class FsspecSource(DataSource):
     # --- listing -------------------------------------------------------------------------
 
     def is_dir(self, path: str) -> bool:
-        with self._calling("look for the folder", path):
+        with self._calling("look for it", path):
             self.fs.invalidate_cache(self._strip(path))
             return bool(self.fs.isdir(path))
 
     def exists(self, path: str) -> bool:
-        with self._calling("look for", path):
+        with self._calling("look for it", path):
             self.fs.invalidate_cache(self._strip(path))
             return bool(self.fs.exists(path))
 
@@ -338,7 +338,7 @@ class FsspecSource(DataSource):
         """Each file's version ('' when its listing tells none) from the source's own
         listing, or None when it does not exist: a few files one by one, many by listing
         the folder that holds them all (a handful of requests for thousands of files)."""
-        with self._calling("look for", paths[0]):
+        with self._calling("look for the files", paths[0]):
             if len(paths) <= 16:
                 found = {}
                 for path in paths:
@@ -399,7 +399,7 @@ class FsspecSource(DataSource):
     def upload(self, local: Path, path: str) -> None:
         self._writable(path)
         local = Path(local)
-        with self._calling("upload to", path):
+        with self._calling("upload", path):
             if not local.is_dir():
                 self._put(local, path)
                 return
@@ -463,12 +463,12 @@ class FsspecSource(DataSource):
             raise
         except FileNotFoundError as err:
             raise SourceFileNotFoundError(
-                f"{self._where(path)}: cannot {doing} it: not found ({_text(err)}). Check the "
+                f"{self._where(path)}: cannot {doing}: not found ({_text(err)}). Check the "
                 "bucket (or container) and the path exist, and the URL is spelt right."
             ) from None
         except PermissionError as err:
             raise SourceError(
-                f"{self._where(path)}: cannot {doing} it: access denied ({_text(err)}). "
+                f"{self._where(path)}: cannot {doing}: access denied ({_text(err)}). "
                 f"{self._credentials_hint()}"
             ) from None
         except Exception as err:
@@ -476,7 +476,7 @@ class FsspecSource(DataSource):
 
     def _explain(self, doing: str, path: str, err: Exception) -> str:
         kind = type(err).__name__
-        where = f"{self._where(path)}: cannot {doing} it"
+        where = f"{self._where(path)}: cannot {doing}"
         if "Credential" in kind or "NoAuth" in kind:
             return f"{where}: no credentials were found ({_text(err)}). {self._credentials_hint()}"
         if "Connect" in kind or "Timeout" in kind or isinstance(err, ConnectionError):
@@ -556,9 +556,10 @@ def redact(text: str) -> str:
     return text
 
 
-def _text(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    return redact(text.splitlines()[0] if text else text)
+def _text(err: BaseException, limit: int = 300) -> str:
+    """The error's message on one line, shortened, with no secret in it."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return redact(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 def _is_dir(entry: dict) -> bool:
