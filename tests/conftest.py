@@ -102,8 +102,9 @@ class S3:
     def upload(self, local: Path, *parts: str) -> str:
         """Copy a local folder into the bucket; return its URL."""
         url = self.url(*parts)
-        for file in sorted(p for p in local.rglob("*") if p.is_file()):
-            self.fs.put_file(str(file), f"{url}/{file.relative_to(local).as_posix()}")
+        files = sorted(p for p in local.rglob("*") if p.is_file())
+        remote = [f"{url}/{file.relative_to(local).as_posix()}" for file in files]
+        self.fs.put([str(file) for file in files], remote)  # concurrent requests
         return url
 
 
