@@ -352,3 +352,49 @@ def test_a_lease_is_taken_once_and_released_at_exit(tmp_path):
     assert result.stdout == "True True\n", result.stderr
     time.sleep(0.01)
     assert not list((tmp_path / "leases").iterdir()) and not list((tmp_path / "work").iterdir())
+
+
+@pytest.mark.e2e
+def test_checkpoints_on_a_remote_source_are_set_aside_and_put_back(
+    digits, default_params, tmp_path
+):
+    """Issue 9's guarantees with the run folder on a remote source: checkpoints of other
+    settings are set aside, not deleted, and come back when the new run fails before its
+    first epoch; the failure names the image by its remote path."""
+    import fsspec
+
+    from kerapipe.errors import DataError
+    from kerapipe.inventory import run_inventory
+    from kerapipe.train import run_training
+
+    root = f"memory://kp-{uuid.uuid4().hex[:8]}"
+    memory = fsspec.filesystem("memory")
+    memory.put(str(digits / "train"), f"{root}/train", recursive=True)
+    params = params_with(
+        default_params,
+        INVENTORY_DATA_SOURCE="memory",
+        INVENTORY_DATA_DIR=f"{root}/train",
+        INVENTORY_CSV_SOURCE="memory",
+        INVENTORY_CSV_DIR=f"{root}/inventory",
+        TRAINING_MODEL_SOURCE="memory",
+        TRAINING_MODEL_DIR=f"{root}/models",
+        PREDICTION_DATA_DIR=str(digits / "unlabelled"),
+        PREDICTION_OUTPUT_DIR=str(tmp_path / "predictions"),
+        REMOTE_CACHE_DIR=str(tmp_path / "cache"),
+    )
+    params["INVENTORY"]["CHECK_IMAGES"] = "names"
+    params["TRAINING"]["NUM_EPOCHS"] = 1
+    run_inventory(validate_params(params))
+    run_training(validate_params(params))
+    checkpoints = f"{root}/models/digits_cnn/checkpoints"
+    before = {path: memory.cat(path) for path in memory.find(checkpoints)}
+    assert f"{checkpoints.removeprefix('memory:/')}/state.json" in before
+
+    damaged = memory.find(f"{root}/train/three")[5]
+    memory.pipe(damaged, memory.cat(damaged)[:60])  # the header reads, the pixels do not
+    params["TRAINING"].update(BATCH_SIZE=64, LOAD_CHECKPOINT=True, FORCE=True)
+    with pytest.raises(DataError) as error:
+        run_training(validate_params(params))
+    assert f"memory:/{damaged}" in str(error.value)
+    assert {path: memory.cat(path) for path in memory.find(checkpoints)} == before
+    assert not memory.exists(f"{root}/models/digits_cnn/.checkpoints.set-aside")
