@@ -70,10 +70,8 @@ class WorkingCopy:
         return self.source.read_text(self.on_source(name))
 
     def write_text(self, name: str, text: str) -> None:
-        """Write a file on the source atomically (and keep the local copy alike)."""
+        """Write a file on the source, atomically."""
         self.source.write_text(self.on_source(name), text)
-        if self.remote:
-            self.local_file(name).write_text(text, encoding="utf-8")
 
     def upload(self, name: str) -> None:
         """Copy the local file (or folder) ``name`` to the source; nothing for local."""

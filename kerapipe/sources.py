@@ -347,7 +347,7 @@ class FsspecSource(DataSource):
                     except FileNotFoundError:
                         continue
             else:
-                folder = posixpath.commonpath(paths) if len(set(paths)) > 1 else paths[0]
+                folder = _common_folder(paths)
                 self.fs.invalidate_cache(folder)
                 found = self.fs.find(folder, detail=True)
         return {p: _version(found[p]) if p in found else None for p in paths}
@@ -355,8 +355,9 @@ class FsspecSource(DataSource):
     def _download(self, paths: Sequence[str]) -> dict[str, bytes | BaseException]:
         """The bytes of each path, or the error that reading it raised; concurrently (an
         asynchronous filesystem gathers the requests itself, others use threads)."""
-        if getattr(self.fs, "async_impl", False):
-            return self.fs.cat(list(paths), on_error="return")
+        if getattr(self.fs, "async_impl", False):  # no glob: a name may hold "[" or "*"
+            found = self.fs.cat_ranges(list(paths), None, None, on_error="return")
+            return dict(zip(paths, found, strict=True))
 
         def one(path: str) -> bytes | BaseException:
             try:
@@ -560,6 +561,14 @@ def _text(err: BaseException, limit: int = 300) -> str:
     """The error's message on one line, shortened, with no secret in it."""
     text = " ".join(str(err).split()) or type(err).__name__
     return redact(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+def _common_folder(paths: Sequence[str]) -> str:
+    """The deepest folder that holds all ``paths`` (a URL's ``scheme://`` kept)."""
+    scheme, sep, _ = paths[0].partition("://")
+    rests = [p.partition("://")[2] for p in paths] if sep else list(paths)
+    common = posixpath.commonpath(rests) if len(set(rests)) > 1 else posixpath.dirname(rests[0])
+    return f"{scheme}{sep}{common}" if sep else common
 
 
 def _is_dir(entry: dict) -> bool:

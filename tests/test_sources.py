@@ -214,6 +214,12 @@ def test_http_is_listed_and_read_but_never_written(http_folder, tmp_path):
     assert source.is_dir(f"{url}/imgs") and source.read_bytes(f"{url}/imgs/sub/b.png") == b"bb"
     with pytest.raises(SourceError, match="the http source is read-only"):
         source.write_text(f"{url}/imgs/predictions.csv", "x")
+    many = [f"many/img[{i}].png" for i in range(20)]  # listed, not one by one; no globbing
+    for i, name in enumerate(many):
+        (root / name).parent.mkdir(exist_ok=True)
+        (root / name).write_bytes(bytes([i]) * 3)
+    local = source.local_paths(source.files(f"{url}/many"))
+    assert sorted(Path(p).read_bytes() for p in local) == [bytes([i]) * 3 for i in range(20)]
 
 
 def params_with(default_params: dict, **data) -> dict:
