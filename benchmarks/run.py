@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import shutil
@@ -176,7 +177,13 @@ def worker_fit(spec: dict) -> dict:
             task.dataset(table, BATCH_SIZE, shuffle_seed=SEED, options=cached)
         ),
     }
-    count = len(table)
+    return {"rates": fit_rates(contenders, len(table), spec["rounds"]), "images": len(table)}
+
+
+def fit_rates(contenders: dict, count: int, rounds: int) -> dict[str, list[float]]:
+    """Images/s of the epochs after the first of one ``fit(epochs=FIT_EPOCHS)`` per
+    contender and round, the contenders taking turns (each warmed up once first)."""
+    import keras
 
     class EpochTimer(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
@@ -194,7 +201,7 @@ def worker_fit(spec: dict) -> dict:
         models[name].compile(optimizer="adam", loss="sparse_categorical_crossentropy")
         models[name].fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
     rates: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(spec["rounds"]):
+    for _ in range(rounds):
         for name, (data, steps) in contenders.items():
             timer = EpochTimer()
             models[name].fit(
@@ -202,7 +209,38 @@ def worker_fit(spec: dict) -> dict:
             )
             timed = timer.seconds[1:]
             rates[name].append(count * len(timed) / sum(timed))
-    return {"rates": rates, "images": count}
+    return rates
+
+
+def worker_remote_fit(spec: dict) -> dict:
+    """Images/s through ``fit`` of the train stage's dataset on images in S3 (fetched by the
+    train stage's own code into a fresh remote cache, timed) against the same images on
+    local disk, in turns, as ``worker_fit`` times them."""
+    from kerapipe.config import validate_params
+    from kerapipe.datasets import DatasetOptions, repeated
+    from kerapipe.inventory import scan_data
+    from kerapipe.reproducibility import seed_everything
+    from kerapipe.sources import source_of
+    from kerapipe.tasks.base import get_task
+    from kerapipe.train import local_files
+
+    seed_everything(SEED)
+    tables, contenders = {}, {}
+    for name in ("local", "s3"):
+        params = validate_params(spec[name])
+        task = get_task(params)
+        tables[name] = scan_data(params)
+        if name == "s3":
+            start = time.perf_counter()
+            source = source_of(params.DATA, "INVENTORY_DATA_DIR")
+            tables[name] = local_files(task, tables[name], source)
+            fetch = time.perf_counter() - start
+        options = DatasetOptions.from_params(params.TRAINING)
+        data = task.dataset(tables[name], BATCH_SIZE, shuffle_seed=SEED, options=options)
+        contenders[f"kerapipe_{name}"] = repeated(data)
+    count = len(tables["local"])
+    assert len(tables["s3"]) == count
+    return {"rates": fit_rates(contenders, count, spec["rounds"]), "fetch": fetch, "images": count}
 
 
 def tiny_model():
@@ -278,7 +316,7 @@ def worker_predict(spec: dict) -> dict:
     params = validate_params(spec["params"])
     keras.utils.set_random_seed(SEED)
     paths = ModelPaths.from_params(params)
-    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    Path(paths.run_dir).mkdir(parents=True, exist_ok=True)
     save_model(tiny_model(), paths.model, "keras")
     root = params.DATA.PREDICTION_DATA_DIR
     out_dir = Path(params.DATA.PREDICTION_OUTPUT_DIR)
@@ -329,7 +367,12 @@ def worker_modules(spec: dict) -> dict:
     return {m: m in sys.modules for m in ("tensorflow", "keras", "pandas")}
 
 
-WORKERS = {"fit": worker_fit, "predict": worker_predict, "modules": worker_modules}
+WORKERS = {
+    "fit": worker_fit,
+    "remote_fit": worker_remote_fit,
+    "predict": worker_predict,
+    "modules": worker_modules,
+}
 
 
 # --- the comparisons -------------------------------------------------------------------------
@@ -376,6 +419,75 @@ def bench_training(sizes: dict, data: Path, work: Path) -> list[Row]:
         )
     )
     return rows
+
+
+def bench_remote(sizes: dict, data: Path, work: Path) -> list[Row]:
+    """Training on images in S3: a local S3-compatible server (moto, on 127.0.0.1) holds
+    the training images; the train stage's code fetches them into a fresh remote cache, then
+    ``fit`` runs on them in turns with ``fit`` on the same images on local disk."""
+    import fsspec
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    saved = dict(os.environ)
+    os.environ.update(
+        AWS_ENDPOINT_URL=f"http://{host}:{port}",
+        AWS_ACCESS_KEY_ID="benchmarks",
+        AWS_SECRET_ACCESS_KEY="benchmarks",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    try:
+        s3 = fsspec.filesystem("s3", skip_instance_cache=True)
+        s3.mkdir("bench")
+        files = sorted(p for p in data.rglob("*") if p.is_file())
+        start = time.perf_counter()
+        s3.put([str(f) for f in files], [f"bench/images/{f.relative_to(data)}" for f in files])
+        log(f"uploaded {len(files)} images to the S3 server in {time.perf_counter() - start:.0f}s")
+        local = params_for(data, work / "remote_local")
+        remote = params_for(data, work / "remote_s3")
+        cache = work / "remote_cache"
+        shutil.rmtree(cache, ignore_errors=True)  # the first fetch is timed: start empty
+        remote["DATA"].update(
+            INVENTORY_DATA_SOURCE="s3",
+            INVENTORY_DATA_DIR="s3://bench/images",
+            REMOTE_CACHE_DIR=str(cache),
+        )
+        spec = {"local": local, "s3": remote, "rounds": sizes["repeats"]}
+        result = worker("remote_fit", spec)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        server.stop()
+    rates, count = result["rates"], result["images"]
+    for name, values in rates.items():
+        log(f"fit {name}: " + ", ".join(f"{v:.0f}" for v in values) + " images/s")
+    pairs = zip(rates["kerapipe_s3"], rates["kerapipe_local"], strict=True)
+    ratio = statistics.median(s / loc for s, loc in pairs)  # each pair ran back to back
+    fetch = result["fetch"]
+    return [
+        Row(
+            "fit throughput, images in S3 (moto on 127.0.0.1), epochs 2+, vs the same on "
+            "local disk (images/s)",
+            f"{statistics.median(rates['kerapipe_s3']):.0f}",
+            f"{statistics.median(rates['kerapipe_local']):.0f}",
+            f"{ratio:.2f}x",
+            ">= 0.8x",
+            ratio >= 0.8,
+        ),
+        Row(
+            f"first fetch of {count:,} images from S3 into the remote cache (s)",
+            f"{fetch:.1f}",
+            "-",
+            "-",
+            "-",
+            None,
+            f"informational: {count / fetch:.0f} images/s, before the first epoch",
+        ),
+    ]
 
 
 def bench_predict(sizes: dict, data: Path, work: Path) -> list[Row]:
@@ -586,7 +698,7 @@ def table(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
-BENCHES = ("training", "predict", "inventory", "startup", "memory", "dvc")
+BENCHES = ("training", "remote", "predict", "inventory", "startup", "memory", "dvc")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -616,11 +728,13 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{mode} run on {machine()}; data under {root}")
 
     train = None
-    if {"training", "predict", "memory"} & set(chosen):
+    if {"training", "remote", "predict", "memory"} & set(chosen):
         train = synthetic.make_images(root / f"images_{sizes['train']}", sizes["train"])
     rows: list[Row] = []
     if "training" in chosen:
         rows += bench_training(sizes, train, work)
+    if "remote" in chosen:
+        rows += bench_remote(sizes, train, work)
     if "predict" in chosen:
         rows += bench_predict(sizes, train, work)
     if "inventory" in chosen:

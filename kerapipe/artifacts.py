@@ -1,11 +1,14 @@
 """Where a training run's files go, and how the final model is saved and loaded.
 
-``models/<TRAINING_MODEL_NAME>/`` holds ``model.<FORMAT>`` (``model.tf`` is a SavedModel
-folder), ``training_log.csv``, ``run_info.json`` and ``checkpoints/``.
+``TRAINING_MODEL_DIR/TRAINING_MODEL_NAME/`` on ``DATA.TRAINING_MODEL_SOURCE`` holds
+``model.<FORMAT>`` (``model.tf`` is a SavedModel folder), ``training_log.csv``,
+``run_info.json`` and ``checkpoints/``. On a remote source the model is saved locally, then
+uploaded; ``run_info.json``, which says what made it, always comes last.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +17,8 @@ from typing import TYPE_CHECKING
 from kerapipe.atomic import atomic_path
 from kerapipe.config import Params
 from kerapipe.errors import ModelError
+from kerapipe.folders import WorkingCopy, join
+from kerapipe.sources import DataSource, source_of
 
 if TYPE_CHECKING:
     import keras
@@ -23,56 +28,88 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ModelPaths:
-    run_dir: Path
+    """The run folder on its source, and the names of the files in it."""
+
+    source: DataSource
+    run_dir: str
     format: str
 
     @classmethod
     def from_params(cls, params: Params) -> ModelPaths:
         data = params.DATA
-        return cls(
-            Path(data.TRAINING_MODEL_DIR) / data.TRAINING_MODEL_NAME, data.TRAINING_MODEL_FORMAT
-        )
+        run_dir = join(data.TRAINING_MODEL_DIR, data.TRAINING_MODEL_NAME)
+        return cls(source_of(data, "TRAINING_MODEL_DIR"), run_dir, data.TRAINING_MODEL_FORMAT)
 
     @property
-    def model(self) -> Path:
-        return self.run_dir / f"model.{self.format}"
+    def model_name(self) -> str:
+        return f"model.{self.format}"
 
     @property
-    def training_log(self) -> Path:
-        return self.run_dir / "training_log.csv"
+    def model(self) -> str:
+        return join(self.run_dir, self.model_name)
 
     @property
-    def run_info(self) -> Path:
-        return self.run_dir / "run_info.json"
+    def training_log(self) -> str:
+        return join(self.run_dir, "training_log.csv")
 
     @property
-    def checkpoints(self) -> Path:
-        return self.run_dir / "checkpoints"
+    def run_info(self) -> str:
+        return join(self.run_dir, "run_info.json")
 
     @property
-    def outputs(self) -> Path:
+    def checkpoints(self) -> str:
+        return join(self.run_dir, "checkpoints")
+
+    def working_copy(self) -> WorkingCopy:
+        """The run folder with the local folder Keras writes in (itself, for local)."""
+        return WorkingCopy.of(self.source, self.run_dir, "run")
+
+    def lock_folder(self) -> Path:
+        """The local folder whose lock keeps a second writer out: the run folder itself, or
+        for a remote one, a folder named after its URL in the remote cache folder."""
+        if self.source.is_local:
+            return Path(self.run_dir)
+        digest = hashlib.sha256(f"{self.source.name}|{self.run_dir}".encode()).hexdigest()
+        return self.source.cache.folder / "locks" / digest[:24]
+
+    def local_model(self) -> Path:
+        """A local copy of the final model (downloaded from a remote source), to load."""
+        if not self.source.exists(self.model):
+            raise ModelError(
+                f"model {self.model!r} not found. Train it first (`kerapipe train` or `dvc "
+                "repro`), or check DATA.TRAINING_MODEL_DIR, TRAINING_MODEL_NAME and "
+                "TRAINING_MODEL_FORMAT."
+            )
+        if self.source.is_local:
+            return Path(self.model)
+        local = self.source.cache.scratch("model") / self.model_name
+        self.source.download(self.model, local)
+        return local
+
+    @property
+    def outputs(self) -> str:
         """``outputs.json``: the names of the model's outputs (classes or targets) and its
         input, for anyone who loads the model."""
-        return self.run_dir / "outputs.json"
+        return join(self.run_dir, "outputs.json")
 
     @property
-    def validation_predictions(self) -> Path:
-        return self.run_dir / "validation_predictions.csv"
+    def validation_predictions(self) -> str:
+        return join(self.run_dir, "validation_predictions.csv")
 
     @property
-    def exports(self) -> Path:
+    def exports(self) -> str:
         """``export/``: the model in the formats of ``DATA.EXPORT.FORMATS``."""
-        return self.run_dir / "export"
+        return join(self.run_dir, "export")
 
     @property
-    def export_metrics(self) -> Path:
-        return self.run_dir / "export_metrics.json"
+    def export_metrics(self) -> str:
+        return join(self.run_dir, "export_metrics.json")
 
 
 def read_run_info(paths: ModelPaths) -> dict:
     """The run's ``run_info.json``, or {} when it is missing or unreadable."""
     try:
-        info = json.loads(paths.run_info.read_text(encoding="utf-8"))
+        info = json.loads(paths.source.read_text(paths.run_info))
     except (OSError, ValueError):
         return {}
     return info if isinstance(info, dict) else {}
@@ -122,16 +159,18 @@ def save_model(model: keras.Model, path: Path, model_format: str) -> None:
             model.save(str(tmp))
 
 
-def load_model(path: Path, model_format: str):
+def load_model(path: Path, model_format: str, shown: str | None = None):
     """Load a saved model for inference with Keras' safe mode (no code from the file runs).
 
-    A ``tf`` SavedModel is wrapped in a ``keras.layers.TFSMLayer`` calling its serving signature.
+    A ``tf`` SavedModel is wrapped in a ``keras.layers.TFSMLayer`` calling its serving
+    signature. Messages name the model as ``shown`` (its path on its source) when given.
     """
     import keras
 
-    if not path.exists():
+    name = shown or str(path)
+    if not Path(path).exists():
         raise ModelError(
-            f"model {str(path)!r} not found. Train it first (`kerapipe train` or `dvc repro`), "
+            f"model {name!r} not found. Train it first (`kerapipe train` or `dvc repro`), "
             "or check DATA.TRAINING_MODEL_DIR, TRAINING_MODEL_NAME and TRAINING_MODEL_FORMAT."
         )
     try:
@@ -139,4 +178,4 @@ def load_model(path: Path, model_format: str):
             return keras.layers.TFSMLayer(str(path), call_endpoint="serving_default")
         return keras.saving.load_model(str(path), compile=False, safe_mode=True)
     except (ValueError, OSError, TypeError) as err:
-        raise ModelError(f"cannot load model {str(path)!r}: {err}") from None
+        raise ModelError(f"cannot load model {name!r}: {err}") from None

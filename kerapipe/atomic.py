@@ -84,32 +84,3 @@ def write_bytes(final: str | os.PathLike, data: bytes) -> None:
     """Atomically write ``data`` (an encoded image, say) to ``final``."""
     with atomic_path(final) as tmp:
         tmp.write_bytes(data)
-
-
-class SetAside:
-    """A folder moved out of the way instead of deleted, until what replaces it is safe.
-
-    ``move()`` renames ``folder`` to a hidden sibling; ``restore()`` puts it back (dropping
-    whatever took its place); ``discard()`` deletes it once the replacement is good. A crash
-    in between leaves the sibling on disk, for the next run to restore or discard.
-    """
-
-    def __init__(self, folder: str | os.PathLike) -> None:
-        self.folder = Path(folder)
-        self.path = self.folder.with_name(f".{self.folder.name}.set-aside")
-
-    def holds_something(self) -> bool:
-        return self.path.exists()
-
-    def move(self) -> None:
-        _remove(self.path)
-        if self.folder.exists():
-            self.folder.rename(self.path)
-
-    def restore(self) -> None:
-        if self.path.exists():
-            _remove(self.folder)
-            self.path.rename(self.folder)
-
-    def discard(self) -> None:
-        _remove(self.path)

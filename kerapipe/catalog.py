@@ -166,6 +166,33 @@ METRICS.register(
 )
 
 SOURCES.register("local", "kerapipe.sources:LocalSource", summary="files on this machine")
+# fsspec protocols: name, class, the package that implements it (its import name), summary.
+# A test checks that each name is a protocol fsspec knows.
+FSSPEC_SOURCES = [
+    ("s3", "FsspecSource", "s3fs", "Amazon S3 and S3-compatible stores: s3://bucket/prefix"),
+    ("s3a", "FsspecSource", "s3fs", "the same as s3 (the Hadoop spelling)"),
+    ("gcs", "FsspecSource", "gcsfs", "Google Cloud Storage: gcs://bucket/prefix"),
+    ("gs", "FsspecSource", "gcsfs", "the same as gcs: gs://bucket/prefix"),
+    ("az", "FsspecSource", "adlfs", "Azure Blob Storage and Data Lake Gen2: az://container/path"),
+    ("abfs", "FsspecSource", "adlfs", "the same as az: abfs://container/path"),
+    ("oss", "FsspecSource", "ossfs", "Alibaba Cloud Object Storage: oss://bucket/prefix"),
+    ("http", "HttpSource", "aiohttp", "files served over HTTP, read-only: http://host/folder"),
+    ("https", "HttpSource", "aiohttp", "files served over HTTPS, read-only: https://host/folder"),
+    ("sftp", "FileServerSource", "paramiko", "an SSH file server: sftp://host/path"),
+    ("ssh", "FileServerSource", "paramiko", "the same as sftp: ssh://host/path"),
+    ("ftp", "FileServerSource", None, "an FTP server: ftp://host/path"),
+    ("smb", "FileServerSource", "smbprotocol", "a Windows (SMB) share: smb://host/share/path"),
+    ("webdav", "FileServerSource", "webdav4", "a WebDAV server: webdav://host/path"),
+    ("webhdfs", "FileServerSource", "requests", "HDFS over its web API: webhdfs://host/path"),
+    ("memory", "FsspecSource", None, "fsspec's in-memory files of this process (for tests)"),
+]
+for _name, _class, _package, _summary in FSSPEC_SOURCES:
+    SOURCES.register(
+        _name,
+        f"kerapipe.sources:{_class}",
+        summary=_summary + (f" (needs {_package})" if _package else ""),
+        requires=[_package] if _package else [],
+    )
 
 TASKS.register(
     "classification",

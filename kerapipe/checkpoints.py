@@ -17,6 +17,11 @@ checkpoint that does not load (truncated) gives way to the newest one that does.
 Checkpoints written under other settings are never resumed, and never deleted before the new
 run has its own: they are set aside beside the folder until the new run's first epoch is
 recorded, and put back if the new run fails before that.
+
+The folder may be on a remote source (``DATA.TRAINING_MODEL_SOURCE``): Keras then writes in
+a local working copy (kerapipe/folders.py), and at each epoch end the new checkpoint files
+and the log are uploaded before ``state.json``, so the remote folder too only ever names
+complete files; a resume downloads the files it loads.
 """
 
 from __future__ import annotations
@@ -32,11 +37,12 @@ from typing import Any
 import keras
 
 from kerapipe import atomic
-from kerapipe.atomic import SetAside
 from kerapipe.fingerprints import changes, digest
+from kerapipe.folders import SetAside, WorkingCopy
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FILE = re.compile(r"^(epoch|best)_(\d{4})\.keras$")
+STATE = "state.json"
 
 
 @dataclass(frozen=True)
@@ -52,20 +58,22 @@ class CheckpointState:
 class Checkpoints:
     """The checkpoint folder of one training run, made with ``settings``."""
 
-    def __init__(self, directory: Path, settings: dict[str, Any], monitor: str) -> None:
-        self.directory = directory
+    def __init__(self, folder: WorkingCopy, settings: dict[str, Any], monitor: str) -> None:
+        self.folder = folder
         self.settings = settings
         self.fingerprint = digest(settings)
         self.monitor = monitor
-        self.set_aside = SetAside(directory)
+        self.set_aside = SetAside(folder.path, folder.source)
 
     @property
-    def state_file(self) -> Path:
-        return self.directory / "state.json"
+    def directory(self) -> str:
+        """The folder, as its source names it (for messages)."""
+        return self.folder.path
 
     @property
     def log_file(self) -> Path:
-        return self.directory / "training_log.csv"
+        """The running CSV log, in the local working copy."""
+        return self.folder.local_file("training_log.csv")
 
     def recover(self) -> None:
         """Undo what a run killed before its first epoch left: put set-aside checkpoints back
@@ -80,13 +88,17 @@ class Checkpoints:
 
     def read_state(self) -> CheckpointState | None:
         """``state.json``, or None when it is missing or unreadable (saying why)."""
-        if not self.state_file.is_file():
+        try:
+            text = self.folder.read_text(STATE)
+        except FileNotFoundError:
             return None
         try:
-            return CheckpointState(**json.loads(self.state_file.read_text(encoding="utf-8")))
+            return CheckpointState(**json.loads(text))
         except (ValueError, TypeError) as err:
             log.warning(
-                "%s cannot be read (%s); its checkpoints are not resumed.", self.state_file, err
+                "%s cannot be read (%s); its checkpoints are not resumed.",
+                self.folder.on_source(STATE),
+                err,
             )
             return None
 
@@ -112,7 +124,7 @@ class Checkpoints:
             return None
         for name, epoch in self._candidates(state):
             try:
-                model = load(self.directory / name)
+                model = load(self.folder.download(name))
             except Exception as err:  # noqa: BLE001 - any unreadable file: try an older one
                 log.warning(
                     "LOAD_CHECKPOINT: %s does not load (%s); trying an older one.", name, err
@@ -128,31 +140,42 @@ class Checkpoints:
     def _candidates(self, state: CheckpointState) -> list[tuple[str, int]]:
         """Checkpoint files up to the state's epoch, newest first, the recorded one first."""
         found = []
-        for path in self.directory.glob("*.keras"):
-            match = CHECKPOINT_FILE.match(path.name)
-            if match and int(match[2]) <= state.epoch and path.name != state.last:
-                found.append((path.name, int(match[2])))
+        for name in self.folder.names():
+            match = CHECKPOINT_FILE.match(name)
+            if match and int(match[2]) <= state.epoch and name != state.last:
+                found.append((name, int(match[2])))
         found.sort(key=lambda item: (item[1], item[0].startswith("epoch")), reverse=True)
         return [(state.last, state.epoch), *found]
 
     def start_fresh(self) -> None:
         """Make an empty folder, setting earlier checkpoints aside (not deleting them)."""
-        if self.directory.exists() and any(self.directory.iterdir()):
+        if self.folder.names():
             self.set_aside.move()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.folder.local.mkdir(parents=True, exist_ok=True)
+        for stale in self.folder.local.iterdir() if self.folder.remote else ():
+            stale.unlink()  # a remote run's scratch copy: what a resume downloaded
 
     def after_failure(self) -> None:
         """Clean up after a run that failed: drop checkpoint files no state names (a partial
-        write), and put set-aside checkpoints back if this run recorded no epoch."""
+        write, or an upload that state.json never named), and put set-aside checkpoints back
+        if this run recorded no epoch."""
         state = self.read_state()
         keep = {state.last, state.best} if state else set()
-        for path in self.directory.glob("*.keras"):
-            if path.name not in keep and (state is None or _epoch_of(path.name) > state.epoch):
-                path.unlink(missing_ok=True)
+        names = set(self.folder.names())
+        if self.folder.remote:
+            names |= {path.name for path in self.folder.local.glob("*.keras")}
+        for name in names:
+            if not name.endswith(".keras") or name in keep:
+                continue
+            if state is None or _epoch_of(name) > state.epoch:
+                self.folder.remove(name)
         self.recover()
 
     def trim_log(self, epochs: int) -> list[dict[str, str]]:
-        """Keep only complete log rows of the first ``epochs`` epochs; return them."""
+        """Keep only complete log rows of the first ``epochs`` epochs; return them. A remote
+        folder's log is downloaded first, for CSVLogger to go on appending to."""
+        if self.folder.remote and self.folder.exists("training_log.csv"):
+            self.folder.download("training_log.csv")
         if not self.log_file.is_file():
             return []
         with open(self.log_file, encoding="utf-8", newline="") as handle:  # keep line ends
@@ -163,6 +186,7 @@ class Checkpoints:
         kept = [row for row in rows if int(row.split(",", 1)[0]) < epochs]
         if len(kept) < len(lines) - 1:
             atomic.write_text(self.log_file, header + "".join(kept))
+            self.folder.upload("training_log.csv")
         names = header.strip().split(",")
         return [dict(zip(names, row.strip().split(","), strict=True)) for row in kept]
 
@@ -172,13 +196,13 @@ class Checkpoints:
         """Keras' ModelCheckpoint (last and best) and CSVLogger, ``others``, and last the
         state recorder, so the state names an epoch only once everything for it is written."""
         best = keras.callbacks.ModelCheckpoint(
-            str(self.directory / "best_{epoch:04d}.keras"),
+            str(self.folder.local / "best_{epoch:04d}.keras"),
             monitor=self.monitor,
             save_best_only=True,
             initial_value_threshold=state.best_value if state else None,
         )
         return [
-            keras.callbacks.ModelCheckpoint(str(self.directory / "epoch_{epoch:04d}.keras")),
+            keras.callbacks.ModelCheckpoint(str(self.folder.local / "epoch_{epoch:04d}.keras")),
             best,
             keras.callbacks.CSVLogger(str(self.log_file), append=True),
             *others,
@@ -209,7 +233,8 @@ class StateRecorder(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         current = float(self.best_checkpoint.best)
-        if self.best_value is None or current != self.best_value:
+        improved = self.best_value is None or current != self.best_value
+        if improved:
             self.best, self.best_value = f"best_{epoch + 1:04d}.keras", current
         state = CheckpointState(
             self.checkpoints.fingerprint,
@@ -219,11 +244,19 @@ class StateRecorder(keras.callbacks.Callback):
             self.best_value,
             self.checkpoints.settings,
         )
-        atomic.write_text(self.checkpoints.state_file, json.dumps(asdict(state), indent=2))
+        folder = self.checkpoints.folder
+        # A remote folder gets the epoch's files first; state.json, naming them, comes last.
+        for name in (state.last, state.best if improved else None, "training_log.csv"):
+            if name:
+                folder.upload(name)
+        folder.write_text(STATE, json.dumps(asdict(state), indent=2))
         self.checkpoints.set_aside.discard()
         # The last two epochs and the best: an older epoch to fall back on if the last is
         # damaged after it was recorded.
         keep = {state.last, f"epoch_{epoch:04d}.keras", state.best}
-        for old in self.checkpoints.directory.glob("*_[0-9][0-9][0-9][0-9].keras"):
-            if old.name not in keep:
-                old.unlink()
+        names = set(folder.names())
+        if folder.remote:
+            names |= {path.name for path in folder.local.glob("*.keras")}
+        for name in names:
+            if CHECKPOINT_FILE.match(name) and name not in keep:
+                folder.remove(name)

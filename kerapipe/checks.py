@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kerapipe.config import Params, load_params, summarise_problems
+from kerapipe.config import FOLDER_SOURCES, Params, load_params, summarise_problems
 from kerapipe.errors import ConfigError, KerapipeError
 from kerapipe.registry import suggest
 
@@ -30,7 +30,7 @@ def load_checked_params(path: str | Path) -> Params:
 def check_params(params: Params, source: str = "params") -> Params:
     """Run every component's own checks; raise one ConfigError listing all problems."""
     problems = _problems(
-        [_check_task, _check_model, _check_augmentations],
+        [_check_sources, _check_task, _check_model, _check_augmentations],
         params,
     )
     if not problems:  # the cross-checks need each part valid on its own
@@ -48,6 +48,28 @@ def _problems(checks: list[Callable[[Params], None]], params: Params) -> list[st
         except KerapipeError as err:
             found.append(str(err))
     return found
+
+
+def _check_sources(params: Params) -> None:
+    """The folders kerapipe writes must be on sources that can be written."""
+    from kerapipe.registry import SOURCES
+
+    problems = []
+    for dir_key, what in (
+        ("INVENTORY_CSV_DIR", "the inventory"),
+        ("TRAINING_MODEL_DIR", "the model"),
+        ("PREDICTION_OUTPUT_DIR", "the predictions"),
+    ):
+        name = params.DATA.source_name(dir_key)
+        if SOURCES.get(name).read_only:
+            source_key = FOLDER_SOURCES[dir_key]
+            problems.append(
+                f"DATA.{source_key}: the {name} source is read-only (kerapipe lists and reads "
+                f"over {name}, it cannot write), so {what} cannot go to DATA.{dir_key}. Set "
+                f"DATA.{source_key} to a source that can be written (local, s3, ...)."
+            )
+    if problems:
+        raise ConfigError("\n  - ".join(problems))
 
 
 def _check_task(params: Params) -> None:

@@ -134,8 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="kerapipe: %(message)s", force=True)
     logging.getLogger().setLevel(level)
-    for noisy in ("absl", "h5py", "matplotlib", "PIL", "urllib3", "fsspec", "botocore"):
+    for noisy in ("absl", "h5py", "matplotlib", "PIL", "urllib3", "fsspec"):
         logging.getLogger(noisy).setLevel(max(level, logging.INFO))
+    # Storage clients say where they found credentials and endpoints: only with -v.
+    for chatty in ("botocore", "aiobotocore", "s3fs", "gcsfs", "adlfs", "azure"):
+        logging.getLogger(chatty).setLevel(logging.INFO if args.verbose else logging.WARNING)
     native_logs.show_all(args.verbose)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if args.verbose else "2")
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import re
 import secrets
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -23,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from kerapipe.errors import ConfigError
 from kerapipe.registry import (
@@ -100,9 +102,12 @@ class DataParams(Group):
         "keras", description="model.keras, model.h5, or model.tf (an exported SavedModel)"
     )
     PREDICTION_DATA_SOURCE: str = Field(
-        "local", description="data source of the images to predict on and of the predictions"
+        "local", description="data source of the images to predict on"
     )
     PREDICTION_DATA_DIR: str = Field(description="folder of images to predict on (recursive)")
+    PREDICTION_OUTPUT_SOURCE: str | None = Field(
+        None, description="data source of the predictions; null: PREDICTION_DATA_SOURCE's"
+    )
     PREDICTION_OUTPUT_DIR: str = Field(description="folder for predictions.csv (and masks)")
     PREDICTION_LABELS: str | None = Field(
         None,
@@ -120,6 +125,22 @@ class DataParams(Group):
     @classmethod
     def _blank_is_none(cls, path: str | None) -> str | None:
         return path if path and path.strip() else None
+
+    STORAGE_OPTIONS: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="non-secret settings of remote sources, by source name, passed to its "
+        "fsspec filesystem, e.g. {s3: {endpoint_url: ..., client_kwargs: {region_name: ...}}}; "
+        "credentials come from the environment or profiles, never from here",
+    )
+    REMOTE_CACHE_DIR: str | None = Field(
+        None,
+        description="local folder of the files fetched from remote sources; null: "
+        "$XDG_CACHE_HOME/kerapipe (~/.cache/kerapipe)",
+    )
+    REMOTE_CACHE_MAX_GB: float = Field(
+        10.0, gt=0, description="size of the remote cache, in GB, before the least recently "
+        "used files are deleted"
+    )  # fmt: skip
 
     @field_validator("INVENTORY_CSV_NAME", "TRAINING_MODEL_NAME")
     @classmethod
@@ -139,7 +160,60 @@ class DataParams(Group):
     def _a_folder(cls, folder: str) -> str:
         if not folder.strip():
             raise ValueError("must name a folder ('.' for the current one), not be empty")
+        if "://" in folder:
+            scheme, rest = folder.split("://", 1)
+            if not re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme) or not rest.strip("/"):
+                raise ValueError(
+                    "must be a path, or a URL such as s3://bucket/prefix (a protocol of "
+                    "lower-case letters, then the bucket or host)"
+                )
+            if "@" in rest.split("/", 1)[0]:
+                raise PydanticCustomError(  # its own kind: the value is not quoted back
+                    "secret",
+                    "holds a user name or password before '@'; give credentials the "
+                    "standard way (environment variables, a profile), never in params",
+                )
         return folder
+
+    @field_validator("STORAGE_OPTIONS")
+    @classmethod
+    def _no_secrets(cls, options: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        found = secret_settings(options)
+        if found:
+            raise ValueError(
+                f"{', '.join(found)} looks like a secret (a key, token or password). Params "
+                "are logged and versioned (inventory.json, run_info.json, dvclive/params.yaml, "
+                "git), so they hold only settings such as an endpoint or a region. Give "
+                "credentials the standard way: environment variables (AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY), a profile (AWS_PROFILE, or `profile: NAME` here), or "
+                "the machine's role"
+            )
+        return options
+
+    @model_validator(mode="after")
+    def _urls_on_their_sources(self) -> DataParams:
+        problems = []
+        for dir_key in FOLDER_SOURCES:
+            folder, name = getattr(self, dir_key), self.source_name(dir_key)
+            scheme = folder.split("://", 1)[0] if "://" in folder else None
+            source_key = FOLDER_SOURCES[dir_key]
+            if scheme is None and name in ("http", "https"):
+                problems.append(
+                    f"{dir_key}: the {name} source needs a URL ({name}://host/folder), got "
+                    f"{folder!r}"
+                )
+            elif scheme is not None and scheme != name:
+                fix = (
+                    f"set {source_key}: {scheme}"
+                    if name == "local"
+                    else f"set {source_key} to {scheme!r}, or give a path on {name!r}"
+                )
+                problems.append(
+                    f"{dir_key} is a {scheme}:// URL but {source_key} is {name!r}; {fix}"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _outputs_apart_from_inputs(self) -> DataParams:
@@ -148,11 +222,16 @@ class DataParams(Group):
             raise ValueError("; ".join(problems))
         return self
 
+    def source_name(self, dir_key: str) -> str:
+        """The name of the source that the folder param ``dir_key`` is on."""
+        name = getattr(self, FOLDER_SOURCES[dir_key])
+        return self.PREDICTION_DATA_SOURCE if name is None else name
+
     def input_folders(self) -> dict[str, str]:
         """The folders kerapipe only reads, by key, as ``source:path``."""
         inputs = {
-            "INVENTORY_DATA_DIR": self._on(self.INVENTORY_DATA_SOURCE, self.INVENTORY_DATA_DIR),
-            "PREDICTION_DATA_DIR": self._on(self.PREDICTION_DATA_SOURCE, self.PREDICTION_DATA_DIR),
+            key: self._on(self.source_name(key), getattr(self, key))
+            for key in ("INVENTORY_DATA_DIR", "PREDICTION_DATA_DIR")
         }
         if self.PREDICTION_LABELS:
             labels = self._on(self.PREDICTION_DATA_SOURCE, self.PREDICTION_LABELS)
@@ -166,7 +245,7 @@ class DataParams(Group):
             "INVENTORY_CSV_DIR": self._on(self.INVENTORY_CSV_SOURCE, self.INVENTORY_CSV_DIR),
             "TRAINING_MODEL_DIR/TRAINING_MODEL_NAME": self._on(self.TRAINING_MODEL_SOURCE, run),
             "PREDICTION_OUTPUT_DIR": self._on(
-                self.PREDICTION_DATA_SOURCE, self.PREDICTION_OUTPUT_DIR
+                self.source_name("PREDICTION_OUTPUT_DIR"), self.PREDICTION_OUTPUT_DIR
             ),
         }
 
@@ -179,6 +258,50 @@ class DataParams(Group):
         if source == "local":
             path = os.path.abspath(path)
         return f"{source}:{posixpath.normpath(path.replace(os.sep, '/'))}"
+
+
+# Each folder param and the param naming the source it is on.
+FOLDER_SOURCES = {
+    "INVENTORY_DATA_DIR": "INVENTORY_DATA_SOURCE",
+    "INVENTORY_CSV_DIR": "INVENTORY_CSV_SOURCE",
+    "TRAINING_MODEL_DIR": "TRAINING_MODEL_SOURCE",
+    "PREDICTION_DATA_DIR": "PREDICTION_DATA_SOURCE",
+    "PREDICTION_OUTPUT_DIR": "PREDICTION_OUTPUT_SOURCE",
+}
+# Words that make a storage option's name a secret (split from snake_case or camelCase), and
+# the values of such names that are not secrets (gcsfs' ``token: anon``, say).
+SECRET_WORDS = frozenset(
+    {"key", "secret", "token", "password", "passwd", "pwd", "passphrase", "credential",
+     "credentials", "sas", "auth", "authorization", "connection", "cookie", "private"}
+)  # fmt: skip
+_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")  # of snake_case and camelCase
+NOT_SECRETS = frozenset({"anon", "google_default", "cloud", "cache", "browser", None, False})
+
+
+def secret_settings(options: Any, path: str = "DATA.STORAGE_OPTIONS") -> list[str]:
+    """The key paths in ``options`` (nested dicts and lists) that look like secrets: a name
+    with a word such as key, secret, token or password, or a URL with a password in it."""
+    found = []
+    if isinstance(options, dict):
+        for name, value in options.items():
+            words = {w.lower() for w in _WORDS.findall(str(name))}
+            if words & SECRET_WORDS and not _is_plain(value):
+                found.append(f"{path}.{name}")
+            else:
+                found += secret_settings(value, f"{path}.{name}")
+    elif isinstance(options, list):
+        for i, value in enumerate(options):
+            found += secret_settings(value, f"{path}.{i}")
+    elif isinstance(options, str) and re.search(r"://[^/@\s]*:[^/@\s]*@", options):
+        found.append(path)
+    return found
+
+
+def _is_plain(value: Any) -> bool:
+    """Whether a value under a secret-sounding name is a setting, not a secret."""
+    if isinstance(value, bool) or value is None:
+        return True
+    return isinstance(value, str) and value in NOT_SECRETS
 
 
 def overlapping_folders(inputs: dict[str, str], outputs: dict[str, str]) -> list[str]:
@@ -370,11 +493,14 @@ class Params(Group):
 
     @model_validator(mode="after")
     def _cache_apart_from_data(self) -> Params:
-        cache = self.TRAINING.CACHE
-        if cache in ("none", "memory"):
-            return self
+        caches = {}
+        if self.TRAINING.CACHE not in ("none", "memory"):
+            caches["TRAINING.CACHE"] = DataParams._on("local", self.TRAINING.CACHE)
+        if self.DATA.REMOTE_CACHE_DIR:
+            remote = os.path.expanduser(self.DATA.REMOTE_CACHE_DIR)
+            caches["DATA.REMOTE_CACHE_DIR"] = DataParams._on("local", remote)
         folders = {**self.DATA.input_folders(), **self.DATA.output_folders()}
-        problems = overlapping_folders(folders, {"TRAINING.CACHE": DataParams._on("local", cache)})
+        problems = overlapping_folders(folders, caches)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -489,7 +615,9 @@ def validation_messages(
         elif kind == "value_error":  # our own validators: the message says it all
             message = str(error["msg"]).removeprefix("Value error, ")
             got = "" if isinstance(error["input"], dict) else f" (got {error['input']!r})"
-            messages.append(f"{path or 'params'}: {message}{got}.")
+            messages.append(f"{path}: {message}{got}." if path else f"{message}{got}.")
+        elif kind == "secret":  # a value that holds a secret is never shown
+            messages.append(f"{path}: {error['msg']}.")
         else:
             messages.append(f"{path}: {error['msg']} (got {error['input']!r}).")
     return messages
@@ -522,8 +650,9 @@ def _registry_problems(params: Params) -> list[str]:
     checks = [
         (SOURCES, f"DATA.{key}", getattr(params.DATA, key))
         for key in DataParams.model_fields
-        if key.endswith("_SOURCE")
+        if key.endswith("_SOURCE") and getattr(params.DATA, key) is not None
     ]
+
     checks += [
         (TASKS, "PIPELINE.TASK_NAME", params.PIPELINE.TASK_NAME),
         (MODELS, "MODEL.MODEL_NAME", params.MODEL.MODEL_NAME),
@@ -543,7 +672,11 @@ def _registry_problems(params: Params) -> list[str]:
         (AUGMENTATIONS, f"TRAINING.AUGMENTATIONS.{i}.AUGMENTATION_NAME", spec.AUGMENTATION_NAME)
         for i, spec in enumerate(params.TRAINING.AUGMENTATIONS)
     ]
-    problems = []
+    problems = [  # settings of a source that is not used need no package installed
+        f"DATA.STORAGE_OPTIONS.{name}: {SOURCES.unknown_message(name)}"
+        for name in params.DATA.STORAGE_OPTIONS
+        if name not in SOURCES
+    ]
     for registry, key, name in checks:
         try:
             registry.check(name, key)

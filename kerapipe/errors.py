@@ -22,3 +22,13 @@ class ModelError(KerapipeError):
 
 class StorageError(KerapipeError):
     """A file could not be written: the disk or a quota is full, or a size limit was hit."""
+
+
+class SourceError(KerapipeError):
+    """A data source refused or could not do an operation: no credentials, access denied, a
+    bucket that does not exist, an endpoint that does not answer, a read-only source."""
+
+
+class SourceFileNotFoundError(SourceError, FileNotFoundError):
+    """A file or folder is missing on a data source. It is a FileNotFoundError too, so code
+    that treats a missing local file as absent treats a missing remote one the same way."""

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kerapipe import atomic
 from kerapipe.artifacts import ModelPaths, check_model_matches, load_model
 from kerapipe.atomic import atomic_path
 from kerapipe.checks import check_params
@@ -92,10 +91,11 @@ def run_export(params: Params) -> ExportResult:
             "Use keras or h5 to export as well."
         )
     metrics: dict[str, dict[str, Any]] = {}
-    with atomic_path(paths.exports) as folder:
+    run = paths.working_copy()  # the run folder itself, or a local copy of a remote one
+    with atomic_path(run.local_file("export")) as folder:
         folder.mkdir()
         if formats:
-            model = load_model(paths.model, paths.format)
+            model = load_model(paths.local_model(), paths.format, shown=paths.model)
             model(np.zeros((1, *task.input_shape), np.float32))  # Keras exports called models
             images = validation_images(params, task)
             for name in formats:
@@ -105,18 +105,22 @@ def run_export(params: Params) -> ExportResult:
                 metrics[name] = {**comparison.as_metrics(), "bytes": path.stat().st_size}
                 require_close(name, comparison, params)
                 log.info("Exported %s: %s.", FILES[name], describe(comparison))
-    atomic.write_text(paths.export_metrics, json.dumps({"export": metrics}, indent=2) + "\n")
-    return ExportResult({n: paths.exports / FILES[n] for n in formats}, metrics)
+    run.upload("export")
+    run.write_text("export_metrics.json", json.dumps({"export": metrics}, indent=2) + "\n")
+    return ExportResult({n: run.local_file("export") / FILES[n] for n in formats}, metrics)
 
 
 def validation_images(params: Params, task: Task) -> Callable[[], Iterable[np.ndarray]]:
     """A function giving the validation images in batches (a new pass per call)."""
     from kerapipe.datasets import single_pass
     from kerapipe.inventory import read_matching_inventory
+    from kerapipe.sources import source_of
+    from kerapipe.train import local_files
 
     table, _ = read_matching_inventory(params, task)
     task.prepare(table[table.split == "train"])
-    rows = table[table.split == "validation"]
+    rows = local_files(task, table, source_of(params.DATA, "INVENTORY_DATA_DIR"))
+    rows = rows[table.split == "validation"]
     data = task.dataset(rows, params.TRAINING.BATCH_SIZE, shuffle_seed=None)
 
     def batches() -> Iterable[np.ndarray]:

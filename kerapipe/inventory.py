@@ -1,4 +1,9 @@
-"""Stage 1: turn the data folder into a CSV of examples with a seeded train/validation split."""
+"""Stage 1: turn the data folder into a CSV of examples with a seeded train/validation split.
+
+The data folder and the CSV's folder may each be on any data source (``DATA.*_SOURCE``); the
+images that are checked are fetched first (in parallel, into the remote cache), so the checks
+read local copies, and training later finds them there.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import TYPE_CHECKING
 from kerapipe.config import Params, resolve_seed
 from kerapipe.errors import DataError
 from kerapipe.images import describe_problems, find_bad_images, refuse_or_skip
-from kerapipe.sources import get_source
+from kerapipe.sources import source_of
 from kerapipe.tasks.base import Task, get_task
 
 if TYPE_CHECKING:
@@ -50,9 +55,11 @@ def count_data(params: Params) -> int:
     source, data_dir = _data_dir(params)
     paths = get_task(params).check_data(source, data_dir)
     level = "names" if params.INVENTORY.CHECK_IMAGES == "names" else "header"
-    problems = find_bad_images(
-        [source.local_path(p) for p in paths], level, params.PIPELINE.MAX_IMAGE_PIXELS
-    )
+    if level == "names":
+        return len(paths)
+    local = source.local_paths(paths)
+    found = find_bad_images(local, level, params.PIPELINE.MAX_IMAGE_PIXELS)
+    problems = {p: found[q] for p, q in zip(paths, local, strict=True) if q in found}
     refuse_or_skip(problems, params.INVENTORY.BAD_IMAGES, "DATA.INVENTORY_DATA_DIR")
     return len(paths) - len(problems)
 
@@ -68,9 +75,9 @@ def check_images(params: Params, table: pd.DataFrame) -> tuple[pd.DataFrame, lis
     level = params.INVENTORY.CHECK_IMAGES
     if level == "names":
         return table, []
-    source = get_source(params.DATA.INVENTORY_DATA_SOURCE)
+    source = source_of(params.DATA, "INVENTORY_DATA_DIR")
     paths = list(table.filepath)
-    local = [source.local_path(p) for p in paths]
+    local = source.local_paths(paths)
     found = find_bad_images(local, level, params.PIPELINE.MAX_IMAGE_PIXELS)
     problems = {p: found[q] for p, q in zip(paths, local, strict=True) if q in found}
     refuse_or_skip(
@@ -86,7 +93,7 @@ def check_images(params: Params, table: pd.DataFrame) -> tuple[pd.DataFrame, lis
 
 
 def _data_dir(params: Params):
-    source = get_source(params.DATA.INVENTORY_DATA_SOURCE)
+    source = source_of(params.DATA, "INVENTORY_DATA_DIR")
     data_dir = params.DATA.INVENTORY_DATA_DIR
     if not source.is_dir(data_dir):
         raise DataError(
@@ -104,7 +111,7 @@ def run_inventory(params: Params) -> InventoryResult:
 
     check_params(params)
     task = get_task(params)
-    out_source = get_source(params.DATA.INVENTORY_CSV_SOURCE)
+    out_source = source_of(params.DATA, "INVENTORY_CSV_DIR")
     path = csv_path(params)
     if out_source.exists(path) and not params.INVENTORY.FORCE:
         table, _ = read_matching_inventory(params, task)
@@ -155,19 +162,29 @@ def csv_text(table: pd.DataFrame) -> str:
 
 def read_inventory(params: Params) -> pd.DataFrame:
     """The inventory CSV as a DataFrame, with a clear error if it is missing or malformed."""
-    source = get_source(params.DATA.INVENTORY_CSV_SOURCE)
+    return _parse_inventory(params, _inventory_bytes(params))
+
+
+def _inventory_bytes(params: Params) -> bytes:
+    source = source_of(params.DATA, "INVENTORY_CSV_DIR")
     path = csv_path(params)
-    if not source.exists(path):
+    try:
+        return source.read_bytes(path)
+    except FileNotFoundError:
         raise DataError(
             f"inventory CSV {path!r} not found. Run `kerapipe inventory` (or `dvc repro`) first."
-        )
+        ) from None
+
+
+def _parse_inventory(params: Params, data: bytes) -> pd.DataFrame:
+    import io
+
     import pandas as pd
 
-    with open(source.local_path(path), encoding="utf-8") as handle:
-        table = pd.read_csv(handle)
+    table = pd.read_csv(io.BytesIO(data), encoding="utf-8")
     if "split" not in table.columns or "filepath" not in table.columns:
         raise DataError(
-            f"{path} is not a kerapipe inventory (no filepath/split columns). "
+            f"{csv_path(params)} is not a kerapipe inventory (no filepath/split columns). "
             "Set INVENTORY.FORCE: true and run `kerapipe inventory` to rewrite it."
         )
     return table
@@ -175,7 +192,7 @@ def read_inventory(params: Params) -> pd.DataFrame:
 
 def read_summary(params: Params) -> dict:
     """``inventory.json`` (the seed, the counts, the settings), or {} if missing or unreadable."""
-    source = get_source(params.DATA.INVENTORY_CSV_SOURCE)
+    source = source_of(params.DATA, "INVENTORY_CSV_DIR")
     try:
         return json.loads(source.read_text(summary_path(params)))
     except (OSError, ValueError):
@@ -199,7 +216,8 @@ def inventory_mismatch(params: Params, task: Task) -> str | None:
 def read_matching_inventory(params: Params, task: Task) -> tuple[pd.DataFrame, bytes]:
     """The inventory table and the CSV's bytes, refused when it was made with other settings
     (a changed class list, say, would otherwise pair images with the wrong labels)."""
-    table = read_inventory(params)
+    data = _inventory_bytes(params)
+    table = _parse_inventory(params, data)
     mismatch = inventory_mismatch(params, task)
     if mismatch:
         raise DataError(
@@ -207,9 +225,8 @@ def read_matching_inventory(params: Params, task: Task) -> tuple[pd.DataFrame, b
             "Run `kerapipe inventory` with INVENTORY.FORCE: true to make it again (`dvc "
             "repro` does this by itself)."
         )
-    source = get_source(params.DATA.INVENTORY_CSV_SOURCE)
     task.adopt_layout(read_summary(params).get("layout") or _layout_from_rows(table))
-    return table, source.read_bytes(csv_path(params))
+    return table, data
 
 
 def _layout_from_rows(table: pd.DataFrame) -> dict:

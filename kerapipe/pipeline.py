@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from kerapipe.config import Params
 from kerapipe.registry import ALL, MODELS
-from kerapipe.sources import get_source
+from kerapipe.sources import source_of
 
 
 def run_pipeline(params: Params) -> None:
@@ -37,7 +37,7 @@ def validate_pipeline(params: Params) -> str:
         check_export_packages(params.DATA.EXPORT.FORMATS)
     examples = count_data(params)
     task = get_task(params)
-    source = get_source(params.DATA.PREDICTION_DATA_SOURCE)
+    source = source_of(params.DATA, "PREDICTION_DATA_DIR")
     to_predict = task.prediction_inputs(source, params.DATA.PREDICTION_DATA_DIR)
     check_labels(params)
     return (
@@ -52,7 +52,7 @@ def check_labels(params: Params) -> None:
     from kerapipe.errors import DataError
 
     labels = params.DATA.PREDICTION_LABELS
-    if labels and not get_source(params.DATA.PREDICTION_DATA_SOURCE).exists(labels):
+    if labels and not source_of(params.DATA, "PREDICTION_DATA_DIR").exists(labels):
         raise DataError(
             f"DATA.PREDICTION_LABELS: {labels!r} not found. Point it at the true answers for "
             "the images to predict on, or set it to null."

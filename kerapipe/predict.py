@@ -4,7 +4,10 @@ its row too, with the reason in its ``status`` and no outputs; it never stops th
 
 When ``DATA.PREDICTION_LABELS`` gives the true answers, the predictions are scored against
 them (the task's metrics, held out from training) in ``metrics.json`` beside them, which
-``dvc.yaml`` declares, so ``dvc metrics diff`` shows them beside the validation metrics."""
+``dvc.yaml`` declares, so ``dvc metrics diff`` shows them beside the validation metrics.
+
+Images on a remote source are fetched first (in parallel, into the remote cache), the model
+too; the results are written through ``DATA.PREDICTION_OUTPUT_SOURCE``."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from kerapipe.checks import check_params
 from kerapipe.config import Params
 from kerapipe.images import ImageInfo, describe_problems, find_bad_images, probe_images
 from kerapipe.pipeline import check_labels
-from kerapipe.sources import get_source
+from kerapipe.sources import source_of
 from kerapipe.tasks.base import Task, get_task
 
 log = logging.getLogger(__name__)
@@ -38,23 +41,24 @@ class PredictionResult:
 def run_prediction(params: Params) -> PredictionResult:
     check_params(params)
     task = get_task(params)
-    source = get_source(params.DATA.PREDICTION_DATA_SOURCE)
+    source = source_of(params.DATA, "PREDICTION_DATA_DIR")
     check_labels(params)  # before any work: predict scores itself against them
     paths = task.prediction_inputs(source, params.DATA.PREDICTION_DATA_DIR)
     model_paths = ModelPaths.from_params(params)
     check_model_matches(model_paths, params, task)
     labels = params.DATA.PREDICTION_LABELS
     truth = task.read_labels(source, labels) if labels else None  # checked before any work
-    model = load_model(model_paths.model, model_paths.format)
+    model = load_model(model_paths.local_model(), model_paths.format, shown=model_paths.model)
     # Each header is read once, to pick its decoder; a file it refuses (too many pixels, not
     # an image, a dangling link) gets its row with the reason and is never decoded.
-    infos = probe_images([source.local_path(p) for p in paths], params.PIPELINE.MAX_IMAGE_PIXELS)
+    infos = probe_images(source.local_paths(paths), params.PIPELINE.MAX_IMAGE_PIXELS)
     statuses = [info.problem or OK for info in infos]
     batches = prediction_batches(task, infos, params.TRAINING.BATCH_SIZE)
     outputs = predict_batches(model, batches, total=statuses.count(OK))
     outputs = note_failures(outputs, infos, statuses)
+    out_source = source_of(params.DATA, "PREDICTION_OUTPUT_DIR")
     out = task.write_predictions(
-        source, params.DATA.PREDICTION_OUTPUT_DIR, paths, outputs, statuses
+        out_source, params.DATA.PREDICTION_OUTPUT_DIR, paths, outputs, statuses, infos
     )
     bad = {path: status for path, status in zip(paths, statuses, strict=True) if status != OK}
     if bad:
@@ -67,9 +71,9 @@ def run_prediction(params: Params) -> PredictionResult:
             describe_problems(bad),
         )
     log.info("Wrote %s: %d rows.", out, len(paths))
-    scored = write_scores(params, task, source, out, truth) if labels else None
-    if scored is None and source.exists(metrics_path(params)):
-        source.remove(metrics_path(params))  # an earlier run's scores, for other predictions
+    scored = write_scores(params, task, (source, out_source), out, truth) if labels else None
+    if scored is None and out_source.exists(metrics_path(params)):
+        out_source.remove(metrics_path(params))  # an earlier run's scores, for other predictions
     return PredictionResult(out, len(paths), scored)
 
 
@@ -77,16 +81,20 @@ def metrics_path(params: Params) -> str:
     return f"{params.DATA.PREDICTION_OUTPUT_DIR.rstrip('/')}/metrics.json"
 
 
-def write_scores(params: Params, task: Task, source, predictions_csv: str, truth) -> str:
+def write_scores(params: Params, task: Task, sources, predictions_csv: str, truth) -> str:
     """Score the written predictions against ``DATA.PREDICTION_LABELS`` and write
     ``metrics.json`` (``{"held_out": {...}}``) beside them. Images whose status is not ok
-    are left out of the scores and counted (``left_out``)."""
+    are left out of the scores and counted (``left_out``). ``sources`` are those of the
+    labels and of the predictions."""
     import pandas as pd
 
-    table = pd.read_csv(io.StringIO(source.read_text(predictions_csv)), keep_default_na=False)
-    scores = task.score_predictions(source, table, truth, params.DATA.PREDICTION_LABELS)
+    source, out_source = sources
+    table = pd.read_csv(io.StringIO(out_source.read_text(predictions_csv)), keep_default_na=False)
+    scores = task.score_predictions(
+        source, table, truth, params.DATA.PREDICTION_LABELS, predictions_source=out_source
+    )
     out = metrics_path(params)
-    source.write_text(out, json.dumps({"held_out": scores}, indent=2) + "\n")
+    out_source.write_text(out, json.dumps({"held_out": scores}, indent=2) + "\n")
     log.info(
         "Wrote %s: %d image(s) scored against %s (%d left out, %d without a label).",
         out,

@@ -36,8 +36,10 @@ def params_schema() -> dict[str, Any]:
     schema = Params.model_json_schema(ref_template=REF)
     schema = {"$schema": DIALECT, "title": "kerapipe params", **schema}
     defs = schema["$defs"]
-    for key in [k for k in defs["DataParams"]["properties"] if k.endswith("_SOURCE")]:
-        _name_enum(defs["DataParams"]["properties"][key], SOURCES)
+    data = defs["DataParams"]["properties"]
+    for key in [k for k in data if k.endswith("_SOURCE")]:
+        _name_enum(data[key], SOURCES)
+    data["STORAGE_OPTIONS"]["propertyNames"] = {"enum": SOURCES.names()}
     _name_enum(defs["PipelineParams"]["properties"]["TASK_NAME"], TASKS)
     for key, registry in [
         ("MODEL_NAME", MODELS),

@@ -4,12 +4,17 @@ DVCLive, and save the final model atomically in the chosen format.
 With ``TRAINING.LOAD_CHECKPOINT`` an interrupted run continues from its last complete epoch
 (see kerapipe/checkpoints.py): epoch count, optimizer state, CSV log, DVCLive steps and the
 best-so-far checkpoint all carry on.
+
+Images on a remote source are fetched into the local remote cache before the first epoch, so
+every epoch reads local disk; a model folder on a remote source is written in a local working
+copy and uploaded file by file, ``run_info.json`` last (kerapipe/folders.py).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -22,16 +27,17 @@ from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 from dvclive.utils import standardize_metric_name
 
-from kerapipe import atomic, fingerprints
+from kerapipe import fingerprints
 from kerapipe.artifacts import ModelPaths, read_run_info, save_model
-from kerapipe.atomic import SetAside, atomic_path, storage_errors
+from kerapipe.atomic import atomic_path, storage_errors
 from kerapipe.checkpoints import Checkpoints
 from kerapipe.checks import check_params
 from kerapipe.components import build_callbacks, build_loss, build_metrics, build_optimizer
 from kerapipe.config import Params, resolve_seed
 from kerapipe.datasets import DatasetOptions, repeated, single_pass
 from kerapipe.errors import DataError, ModelError
-from kerapipe.images import undecodable_images
+from kerapipe.folders import SetAside, WorkingCopy
+from kerapipe.images import first, undecodable_images
 from kerapipe.inventory import read_matching_inventory
 from kerapipe.locks import exclusive
 from kerapipe.models.base import model_builder
@@ -41,6 +47,7 @@ from kerapipe.reproducibility import (
     seed_everything,
     set_precision,
 )
+from kerapipe.sources import DataSource, source_of
 from kerapipe.tasks.base import Task, get_task
 
 log = logging.getLogger(__name__)
@@ -49,7 +56,7 @@ DVCLIVE_DIR = "dvclive"
 
 @dataclass(frozen=True)
 class TrainingResult:
-    model_path: Path
+    model_path: str  # as its source names it
     seed: int | None  # None when an existing model was kept
     history: dict[str, list[float]]
     skipped: bool = False
@@ -72,7 +79,7 @@ def run_training(params: Params) -> TrainingResult:
     """
     check_params(params)
     paths = ModelPaths.from_params(params)
-    with exclusive(paths.run_dir, "kerapipe train"):
+    with exclusive(paths.lock_folder(), "kerapipe train", shown=paths.run_dir):
         return _train(params, paths)
 
 
@@ -80,7 +87,7 @@ def _train(params: Params, paths: ModelPaths) -> TrainingResult:
     task = get_task(params)
     table, inventory_bytes = read_matching_inventory(params, task)
     weights = fingerprints.weights_settings(params, inventory_bytes, task.display_only_params)
-    if paths.model.exists() and not params.TRAINING.FORCE:
+    if paths.source.exists(paths.model) and not params.TRAINING.FORCE:
         keep_existing_model(paths, weights)
         return TrainingResult(paths.model, seed=None, history={}, skipped=True)
 
@@ -92,18 +99,25 @@ def _train(params: Params, paths: ModelPaths) -> TrainingResult:
     if train_rows.empty:
         raise DataError("the inventory has no 'train' rows. Rerun `kerapipe inventory`.")
     task.prepare(train_rows)
+    # Remote images are fetched now, in parallel, so that every epoch reads local disk.
+    images = source_of(params.DATA, "INVENTORY_DATA_DIR")
+    local_rows = local_files(task, table, images)
+    named = dict(zip(local_rows.filepath, table.filepath, strict=True))  # for messages
+    local_train, local_val = (local_rows[table.split == s] for s in ("train", "validation"))
     # BATCH_SIZE is per replica; the global batch grows with the number of devices.
     batch_size = params.TRAINING.BATCH_SIZE * strategy.num_replicas_in_sync
     inputs = DatasetOptions.from_params(params.TRAINING)  # cache, shuffle, augmentation
-    train_data = task.dataset(train_rows, batch_size, shuffle_seed=seed, options=inputs)
+    train_data = task.dataset(local_train, batch_size, shuffle_seed=seed, options=inputs)
     val_data = (
-        task.dataset(val_rows, batch_size, shuffle_seed=None, options=inputs.for_evaluation())
+        task.dataset(local_val, batch_size, shuffle_seed=None, options=inputs.for_evaluation())
         if len(val_rows)
         else None
     )
 
+    run = paths.working_copy()
     monitor = "val_loss" if val_data is not None else "loss"
-    checkpoints = Checkpoints(paths.checkpoints, fingerprints.checkpoint_settings(weights), monitor)
+    settings = fingerprints.checkpoint_settings(weights)
+    checkpoints = Checkpoints(run.sub("checkpoints"), settings, monitor)
     checkpoints.recover()
     live_set_aside = SetAside(DVCLIVE_DIR)
     live_set_aside.restore()  # left by a run killed before its first epoch
@@ -138,34 +152,80 @@ def _train(params: Params, paths: ModelPaths) -> TrainingResult:
                 params,
                 initial_epoch,
                 callbacks,
-                table,
+                named,
                 task.class_weights(train_rows),
             )
     except BaseException:
-        checkpoints.after_failure()
+        clean_up_after_failure(checkpoints)
         live_set_aside.restore()
         raise
     with storage_errors(f"the model in {paths.run_dir}"):
-        save_model(task.finalize_model(model), paths.model, paths.format)
-        with atomic_path(paths.training_log) as tmp:
+        save_final_model(task.finalize_model(model), run, paths)
+        with atomic_path(run.local_file("training_log.csv")) as tmp:
             shutil.copyfile(checkpoints.log_file, tmp)
-        atomic.write_text(paths.outputs, json.dumps(task.describe_outputs(), indent=2) + "\n")
+        run.upload("training_log.csv")
+        run.write_text("outputs.json", json.dumps(task.describe_outputs(), indent=2) + "\n")
         evaluation = (
-            task.log_evaluation(live, model, val_rows, single_pass(val_data))
+            task.log_evaluation(live, model, local_val, single_pass(val_data))
             if val_data is not None
             else None
         )
-        write_validation_predictions(paths, evaluation)
+        write_validation_predictions(run, evaluation, named)
         live.end()
-        write_run_info(paths, seed, strategy.num_replicas_in_sync, initial_epoch, weights, task)
+        write_run_info(run, seed, strategy.num_replicas_in_sync, initial_epoch, weights, task)
     log.info("Saved %s", paths.model)
     return TrainingResult(paths.model, seed, history.history, initial_epoch=initial_epoch)
 
 
-def fit(model, data, params: Params, initial_epoch: int, callbacks, table, class_weight=None):
+def local_files(task: Task, table: pd.DataFrame, source: DataSource) -> pd.DataFrame:
+    """``table`` with its file columns (``task.file_columns``) turned into local paths:
+    fetched into the remote cache for a remote source, as they are for the local one. A
+    file the inventory lists but the source no longer holds is an error naming it."""
+    if source.is_local:
+        return table
+    table = table.copy()
+    missing: list[str] = []
+    for column in task.file_columns:
+        remote = list(table[column])
+        local = source.local_paths(remote)
+        missing += [r for r, path in zip(remote, local, strict=True) if not os.path.isfile(path)]
+        table[column] = local
+    if missing:
+        raise DataError(
+            f"{len(missing)} file(s) of the inventory are no longer on "
+            f"{source.key or source.name}: {first(missing)}. Rerun the inventory "
+            "(`kerapipe inventory` with INVENTORY.FORCE: true, or `dvc repro`)."
+        )
+    return table
+
+
+def clean_up_after_failure(checkpoints: Checkpoints) -> None:
+    """Undo a failed run's partial checkpoints; a failure here (a remote source gone, say)
+    is logged, never hiding the error that stopped the run."""
+    try:
+        checkpoints.after_failure()
+    except Exception as err:  # noqa: BLE001 - the original error is the one to report
+        log.warning("Could not clean up the checkpoints in %s: %s", checkpoints.directory, err)
+
+
+def save_final_model(model: keras.Model, run: WorkingCopy, paths: ModelPaths) -> None:
+    """Save the model in the working copy, atomically, and upload it. A model folder
+    (``tf``) cannot be replaced on a remote source in one step: its stale run_info.json is
+    removed first, so an interrupted upload never sits beside settings that vouch for it."""
+    if run.remote and paths.format == "tf" and run.exists("run_info.json"):
+        run.remove("run_info.json")
+    save_model(model, run.local_file(paths.model_name), paths.format)
+    if run.remote and paths.format == "tf":
+        run.source.remove_folder(paths.model)
+    run.upload(paths.model_name)
+
+
+def fit(model, data, params: Params, initial_epoch: int, callbacks, named, class_weight=None):
     """``model.fit`` on endless datasets with step counts (one warm tf.data iterator per
     fit), with undecodable images named. ``data`` is (training, validation or None);
-    ``class_weight`` is Keras' ``{label: weight}`` (``TRAINING.CLASS_WEIGHT``), or None."""
+    ``named`` maps each image file read (a local copy, for a remote source) to its path on
+    its source; ``class_weight`` is Keras' ``{label: weight}`` (``TRAINING.CLASS_WEIGHT``),
+    or None."""
     train_data, val_data = data
     if class_weight:
         log.info("Class weights (by label): %s", {k: round(v, 4) for k, v in class_weight.items()})
@@ -185,7 +245,7 @@ def fit(model, data, params: Params, initial_epoch: int, callbacks, table, class
             verbose=fit_verbosity(),
         )
     except tf.errors.InvalidArgumentError as err:
-        bad = undecodable_images(list(table.filepath))
+        bad = [named[path] for path in undecodable_images(list(named))]
         if not bad:
             raise
         raise DataError(
@@ -303,25 +363,33 @@ def copy_weights(source: keras.Model, target: keras.Model) -> None:
 
 
 def write_run_info(
-    paths: ModelPaths, seed: int, replicas: int, initial_epoch: int, weights: dict, task: Task
+    run: WorkingCopy, seed: int, replicas: int, initial_epoch: int, weights: dict, task: Task
 ) -> None:
     """What made the model: the seed, the devices, the versions, the settings that shape
     its weights (compared on the next run, and by predict) and the names of its outputs
-    (predict reads the classes from here when the params leave them out)."""
+    (predict reads the classes from here when the params leave them out). Written last of
+    the run's files."""
     info = {
         "seed": seed,
         "replicas": replicas,
         "resumed_after_epoch": initial_epoch,
-        "final_epochs": len(pd.read_csv(paths.training_log)),
+        "final_epochs": len(pd.read_csv(run.local_file("training_log.csv"))),
         **environment_info(),
         "settings": weights,
         "outputs": task.describe_outputs(),
     }
-    atomic.write_text(paths.run_info, json.dumps(info, indent=2) + "\n")
+    run.write_text("run_info.json", json.dumps(info, indent=2) + "\n")
 
 
-def write_validation_predictions(paths: ModelPaths, table: pd.DataFrame | None) -> None:
+def write_validation_predictions(
+    run: WorkingCopy, table: pd.DataFrame | None, named: dict[str, str]
+) -> None:
     """``validation_predictions.csv``: one row per validation image, from the evaluation
-    pass (an empty file when there is no validation set)."""
-    text = "" if table is None else table.to_csv(index=False, lineterminator="\n")
-    atomic.write_text(paths.validation_predictions, text)
+    pass (an empty file when there is no validation set), named by their paths on their
+    source (``named``: local copy to source path)."""
+    if table is None:
+        run.write_text("validation_predictions.csv", "")
+        return
+    table = table.assign(filepath=[named.get(path, path) for path in table.filepath])
+    text = table.to_csv(index=False, lineterminator="\n")
+    run.write_text("validation_predictions.csv", text)

@@ -1,9 +1,16 @@
-"""Shared fixtures: the real sample data, params pointing into a temporary folder, and a copy
-of the project in a temporary git repo for end-to-end runs of the real `dvc`."""
+"""Shared fixtures: the real sample data, params pointing into a temporary folder, a copy of
+the project in a temporary git repo for end-to-end runs of the real `dvc`, and real storage
+servers on 127.0.0.1 (an S3-compatible one, an HTTP one) for the remote sources."""
 
 from __future__ import annotations
 
 import copy
+import functools
+import http.server
+import logging
+import threading
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -11,6 +18,9 @@ import yaml
 
 from kerapipe.sample_data import write_digits
 from tests.helpers import REPO, copy_project
+
+# The secret access key the S3 tests use: no file written and no output printed may hold it.
+PLANTED_SECRET = "kp-PLANTED-secret-5d1f0c3a9e7b"
 
 
 @pytest.fixture(autouse=True)
@@ -63,3 +73,76 @@ def make_params(tmp_path, digits, default_params):
 def project(tmp_path) -> Path:
     """This project's files (tracked and not ignored) copied into a fresh git repo, committed."""
     return copy_project(tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> str:
+    """An S3-compatible server (moto's server mode) on 127.0.0.1 and a free port, started
+    once per test session (per xdist worker) and shared by every S3 test; its URL."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@dataclass
+class S3:
+    """The test server, a fresh bucket on it, and a client of our own to look at it."""
+
+    endpoint: str
+    bucket: str
+    fs: object  # an s3fs.S3FileSystem
+
+    def url(self, *parts: str) -> str:
+        return "/".join([f"s3://{self.bucket}", *parts])
+
+    def upload(self, local: Path, *parts: str) -> str:
+        """Copy a local folder into the bucket; return its URL."""
+        url = self.url(*parts)
+        files = sorted(p for p in local.rglob("*") if p.is_file())
+        remote = [f"{url}/{file.relative_to(local).as_posix()}" for file in files]
+        self.fs.put([str(file) for file in files], remote)  # concurrent requests
+        return url
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch) -> S3:
+    """Credentials and the endpoint in the environment, as a user of S3 sets them (the
+    secret key is PLANTED_SECRET), and a bucket of this test's own."""
+    import s3fs
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "kerapipe-test-key-id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", PLANTED_SECRET)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask a cloud's metadata
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/kerapipe-tests")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/kerapipe-tests")
+    fs = s3fs.S3FileSystem(endpoint_url=s3_server, skip_instance_cache=True)
+    bucket = f"kerapipe-{uuid.uuid4().hex[:12]}"
+    fs.mkdir(bucket)
+    return S3(s3_server, bucket, fs)
+
+
+@pytest.fixture
+def http_folder(tmp_path) -> tuple[Path, str]:
+    """A local folder served over HTTP on 127.0.0.1 (Python's own server, with folder
+    pages); the folder and its URL."""
+    root = tmp_path / "served"
+    root.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()

@@ -97,8 +97,9 @@ def test_training_finishes_with_bad_files_in_the_data(workspace):
     skipped = sorted(Path(item["filepath"]).name for item in summary["skipped"])
     assert skipped == ["fake.png", "truncated.jpg"]
     assert workspace.inventory.rows == 1617
-    assert workspace.training.model_path.is_file()
-    assert len(pd.read_csv(workspace.training.model_path.parent / "training_log.csv")) == 1
+    model_path = Path(workspace.training.model_path)
+    assert model_path.is_file()
+    assert len(pd.read_csv(model_path.parent / "training_log.csv")) == 1
 
 
 def test_names_only_check_then_an_unreadable_header_stops_training_before_any_epoch(workspace):

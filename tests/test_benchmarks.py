@@ -17,6 +17,7 @@ ROWS = {
         "fit throughput vs pydataset",
         "TRAINING.CACHE: memory",
     ],
+    "remote": ["fit throughput, images in S3", "first fetch of 96 images from S3"],
     "predict": ["predict throughput vs model.predict"],
     "inventory": [
         "inventory of 1,000 files vs bare os.walk",

@@ -4,6 +4,7 @@ identical metrics and weights. Also mixed precision and MirroredStrategy on CPU.
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -58,7 +59,7 @@ def test_mixed_precision_trains_with_float32_outputs(make_params):
     run_inventory(params)
     try:
         result = run_training(params)
-        info = json.loads((result.model_path.parent / "run_info.json").read_text())
+        info = json.loads((Path(result.model_path).parent / "run_info.json").read_text())
         assert info["precision_policy"] == "mixed_bfloat16"  # CPU; mixed_float16 on a GPU
         model = keras.saving.load_model(result.model_path)
         assert model.layers[-2].dtype_policy.name == "mixed_bfloat16"

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,8 +32,9 @@ def trained(make_params):
 
 def test_training_writes_model_log_checkpoints_and_run_info(trained):
     params, result = trained
-    run_dir = result.model_path.parent
-    assert result.model_path.name == "model.keras" and result.model_path.is_file()
+    model_path = Path(result.model_path)
+    run_dir = model_path.parent
+    assert model_path.name == "model.keras" and model_path.is_file()
     log = pd.read_csv(run_dir / "training_log.csv")
     assert list(log.epoch) == [0, 1] and {"loss", "val_loss", "val_accuracy"} <= set(log.columns)
     state = json.loads((run_dir / "checkpoints" / "state.json").read_text())
@@ -82,11 +84,11 @@ def test_prediction_writes_one_row_per_image_in_a_stable_order(trained, digits):
 
 def test_force_false_keeps_an_existing_model(trained, caplog):
     params, result = trained
-    before = result.model_path.stat().st_mtime_ns
+    before = Path(result.model_path).stat().st_mtime_ns
     caplog.set_level("INFO")
     again = run_training(params)
     assert again.skipped and "Keeping the existing model" in caplog.text
-    assert result.model_path.stat().st_mtime_ns == before
+    assert Path(result.model_path).stat().st_mtime_ns == before
 
 
 @pytest.mark.parametrize("model_format", ["h5", "tf"])
@@ -96,8 +98,9 @@ def test_other_formats_train_save_and_predict(make_params, model_format):
     )
     run_inventory(params)
     result = run_training(params)
-    assert result.model_path.name == f"model.{model_format}"
-    assert result.model_path.is_dir() if model_format == "tf" else result.model_path.is_file()
+    model_path = Path(result.model_path)
+    assert model_path.name == f"model.{model_format}"
+    assert model_path.is_dir() if model_format == "tf" else model_path.is_file()
     table = pd.read_csv(run_prediction(params).csv_path)
     assert len(table) == 180
 

@@ -8,7 +8,7 @@ methods that need it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kerapipe.config import Group, Params, validate_group
@@ -38,6 +38,9 @@ class Task:
     # TASK_PARAMS that change only what is shown (logs, plots), never the inventory or the
     # weights: changing them keeps the inventory, the model and the checkpoints.
     display_only_params: ClassVar[frozenset[str]] = frozenset()
+    # Inventory columns that hold files the datasets read (fetched first from a remote
+    # source, so tf.data reads local paths).
+    file_columns: ClassVar[tuple[str, ...]] = ("filepath",)
 
     def __init__(self, params: Params) -> None:
         self.params = params
@@ -147,11 +150,17 @@ class Task:
         )
 
     def score_predictions(
-        self, source: DataSource, predictions: pd.DataFrame, truth: Any, labels: str
+        self,
+        source: DataSource,
+        predictions: pd.DataFrame,
+        truth: Any,
+        labels: str,
+        predictions_source: DataSource | None = None,
     ) -> dict[str, Any]:
         """The task's scores of ``predictions`` (``predictions.csv``; rows whose status is
-        not ok are left out and counted) against ``truth`` (from ``read_labels``), with the
-        counts of ``kerapipe.tasks.common.labelled``."""
+        not ok are left out and counted) against ``truth`` (from ``read_labels`` on
+        ``source``), with the counts of ``kerapipe.tasks.common.labelled``. Files the
+        predictions name (masks) are on ``predictions_source``, by default ``source``."""
         raise NotImplementedError
 
     def dataset(
@@ -215,9 +224,10 @@ class Task:
         paths: list[str],
         batches: Iterable[tuple[np.ndarray, np.ndarray]],
         statuses: list[str],
+        infos: Sequence[ImageInfo] | None = None,
     ) -> str:
-        """Write the results under ``output_dir``, one row per path; return the path of the
-        index CSV.
+        """Write the results under ``output_dir`` on ``source``, one row per path; return
+        the path of the index CSV.
 
         ``batches`` are ``(indices, outputs)`` pairs, one per batch, produced as they are
         consumed: the model's outputs for ``paths[i]`` for each ``i`` in ``indices``, in
@@ -226,7 +236,8 @@ class Task:
         exhausted. This default gathers the outputs into one array for ``prediction_table``
         (a row of scores per image is small) and gives each missing image a row of its own
         with only its path and status; a task with large outputs writes each batch as it
-        comes instead (see segmentation).
+        comes instead (see segmentation). ``infos`` are the images' header probes, in the
+        order of ``paths`` (their sizes, say), when the caller has them.
         """
         import numpy as np
 

@@ -390,7 +390,9 @@ class ClassificationTask(Task):
             )
         return table[["filename", "class_name"]].astype(str)
 
-    def score_predictions(self, source, predictions: pd.DataFrame, truth, labels: str) -> dict:
+    def score_predictions(
+        self, source, predictions: pd.DataFrame, truth, labels: str, predictions_source=None
+    ) -> dict:
         """Accuracy, macro F1, and per-class precision, recall and F1 of ``predictions``."""
         from kerapipe.tasks.common import labelled
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import math
-import posixpath
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,7 +19,7 @@ from kerapipe.config import Group, require_unique
 from kerapipe.errors import DataError
 from kerapipe.images import first, is_image_name, warn_not_images
 from kerapipe.models.base import BaseModelParams, Head
-from kerapipe.sources import DataSource
+from kerapipe.sources import DataSource, normpath
 from kerapipe.tasks.base import Task
 from kerapipe.tasks.common import join, seeded_split
 
@@ -96,10 +95,8 @@ class RegressionTask(Task):
                 "or set IMAGES_DIR to the folder inside DATA.INVENTORY_DATA_DIR that holds them."
             )
         listed = self._read_targets(source, csv_path)
-        listed["filepath"] = [
-            posixpath.normpath(join(images_dir, name)) for name in listed.pop("_name")
-        ]
-        on_disk = {p for p in source.files(images_dir) if p != posixpath.normpath(csv_path)}
+        listed["filepath"] = [normpath(join(images_dir, name)) for name in listed.pop("_name")]
+        on_disk = {p for p in source.files(images_dir) if p != normpath(csv_path)}
         others = {p for p in on_disk if not is_image_name(p)}
         if others:  # a stray notes.txt; a listed one is left out with its row
             listed = listed[~listed.filepath.isin(others)]
@@ -297,7 +294,9 @@ class RegressionTask(Task):
             truth[column] = values
         return truth
 
-    def score_predictions(self, source, predictions: pd.DataFrame, truth, labels: str) -> dict:
+    def score_predictions(
+        self, source, predictions: pd.DataFrame, truth, labels: str, predictions_source=None
+    ) -> dict:
         """MAE, RMSE and R² per target of ``predictions``, in the targets' units."""
         from kerapipe.tasks.common import labelled
 

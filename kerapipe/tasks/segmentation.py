@@ -10,7 +10,7 @@ import itertools
 import logging
 import posixpath
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,12 +23,13 @@ from kerapipe.errors import ConfigError, DataError
 from kerapipe.images import first, is_image_name, probe_image, warn_not_images
 from kerapipe.models.base import BaseModelParams, Head
 from kerapipe.registry import MODELS
-from kerapipe.sources import DataSource
+from kerapipe.sources import DataSource, normpath
 from kerapipe.tasks.base import Task
 from kerapipe.tasks.common import image_size, join, seeded_split, with_status
 
 if TYPE_CHECKING:
     from kerapipe.datasets import DatasetOptions
+    from kerapipe.images import ImageInfo
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ class SegmentationTask(Task):
     default_loss = "sparse_categorical_crossentropy"
     default_metrics = ("accuracy", "sparse_mean_iou", "sparse_mean_dice")
     display_only_params = frozenset({"LOG_IMAGES", "LOG_MISTAKES"})
+    file_columns = ("filepath", "mask_path")
 
     @property
     def class_names(self) -> list[str]:
@@ -207,13 +209,18 @@ class SegmentationTask(Task):
         bad_format, bad_size, bad_values = [], [], []
         top_class = len(self.class_names) - 1
         max_pixels = self.params.PIPELINE.MAX_IMAGE_PIXELS
-        for image_path, mask_path in zip(table.filepath, table.mask_path, strict=True):
-            data = source.read_bytes(mask_path)
+        images = source.local_paths(list(table.filepath))  # fetched first, when remote
+        local_masks = source.local_paths(list(table.mask_path))
+        for image_file, mask_path, local_mask in zip(
+            images, table.mask_path, local_masks, strict=True
+        ):
+            with open(local_mask, "rb") as handle:
+                data = handle.read()
             # IHDR: bit depth at byte 24, colour type at 25 (0 = grayscale).
             if not data.startswith(PNG_SIGNATURE) or len(data) < 26 or data[24:26] != b"\x08\x00":
                 bad_format.append(mask_path)
                 continue
-            image = probe_image(source.local_path(image_path), max_pixels)
+            image = probe_image(image_file, max_pixels)
             try:
                 with Image.open(io.BytesIO(data)) as mask:
                     mask_size = mask.size
@@ -427,7 +434,9 @@ class SegmentationTask(Task):
             )
         return labels
 
-    def score_predictions(self, source, predictions: pd.DataFrame, truth, labels: str) -> dict:
+    def score_predictions(
+        self, source, predictions: pd.DataFrame, truth, labels: str, predictions_source=None
+    ) -> dict:
         """Pixel accuracy, IoU and Dice (per class and their means) of the predicted masks
         against the true ones: for the image ``<folder>/<stem>.<ext>`` under
         ``DATA.PREDICTION_DATA_DIR``, ``<folder>/`` + ``MASK_PATTERN`` under ``labels``.
@@ -451,7 +460,7 @@ class SegmentationTask(Task):
         count = len(self.class_names)
         confusion = np.zeros((count, count), dtype=np.int64)
         for predicted_path, true_path in zip(merged.mask_path, merged.true_mask, strict=True):
-            predicted = read_mask(source, predicted_path)
+            predicted = read_mask(predictions_source or source, predicted_path)
             true = read_mask(source, true_path)
             if true.shape != predicted.shape or true.max(initial=0) >= count:
                 raise DataError(
@@ -486,6 +495,7 @@ class SegmentationTask(Task):
         paths: list[str],
         batches: Iterable[tuple[np.ndarray, np.ndarray]],
         statuses: list[str],
+        infos: Sequence[ImageInfo] | None = None,
     ) -> str:
         """``masks/<relative folder>/<stem>.png`` for every predicted image (its size, as it
         is seen; class indices), then ``predictions.csv`` indexing them with each image's
@@ -508,7 +518,7 @@ class SegmentationTask(Task):
             zip(*pair, strict=True) for pair in batches
         ):
             path = paths[index]
-            width, height = image_size(source, path)
+            width, height = infos[index].oriented_size if infos else image_size(source, path)
             # Resize the class scores, not the arg-max: smoother edges, never invalid values.
             resized = tf.image.resize(scores, (height, width), method="bilinear")
             mask = np.asarray(tf.argmax(resized, axis=-1), dtype=np.uint8)
@@ -535,11 +545,9 @@ class SegmentationTask(Task):
         table = with_status(table, paths, rows, statuses)
         out = join(output_dir, "predictions.csv")
         source.write_text(out, table.to_csv(index=False, lineterminator="\n"))
-        written = {posixpath.normpath(record["mask_path"]) for record in records}
+        written = {normpath(record["mask_path"]) for record in records}
         stale = [
-            path
-            for path in earlier
-            if path.endswith(".png") and posixpath.normpath(path) not in written
+            path for path in earlier if path.endswith(".png") and normpath(path) not in written
         ]
         for path in stale:
             source.remove(path)
