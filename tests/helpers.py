@@ -42,6 +42,19 @@ def run(args: list[str], cwd: Path, check: bool = True, timeout: int = 900):
     return result
 
 
+def kerapipe(cwd: Path, *args: str, **popen) -> subprocess.CompletedProcess:
+    """Run the ``kerapipe`` command in ``cwd``; its result, whatever the exit code."""
+    return subprocess.run(
+        [str(BIN / "kerapipe"), *args],
+        cwd=cwd,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **popen,
+    )
+
+
 def start(args: list[str], cwd: Path) -> subprocess.Popen:
     """Start a command in its own process group (to kill it whole), output merged in .stdout."""
     return subprocess.Popen(

@@ -25,7 +25,7 @@ from kerapipe.predict import run_prediction
 from kerapipe.sample_data import write_shapes
 from kerapipe.train import run_training
 from tests.conftest import PLANTED_SECRET, S3
-from tests.helpers import BIN, REPO, kill, start, tool_env
+from tests.helpers import BIN, REPO, kerapipe, kill, start, tool_env
 
 pytestmark = pytest.mark.e2e
 EPOCHS = 4
@@ -33,25 +33,17 @@ EPOCHS = 4
 
 def on_s3(params: dict, s3: S3, cache: Path, **folders: str) -> dict:
     """``params`` with every folder on S3 (``folders`` by key, as paths in the bucket) and
-    the remote cache in ``cache``."""
+    the remote cache in ``cache``. The held-out labels are left out unless given (they are
+    on the prediction images' source)."""
     params = copy.deepcopy(params)
     data = params["DATA"]
+    data["PREDICTION_LABELS"] = None
     for key, path in folders.items():
         data[key] = s3.url(path)
-        data[key.replace("_DIR", "_SOURCE")] = "s3"
+        if key.endswith("_DIR"):
+            data[key.replace("_DIR", "_SOURCE")] = "s3"
     data["REMOTE_CACHE_DIR"] = str(cache)
     return params
-
-
-def kerapipe(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(BIN / "kerapipe"), *args],
-        cwd=cwd,
-        env=tool_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def ok(result: subprocess.CompletedProcess) -> str:
@@ -91,6 +83,9 @@ def test_classification_with_every_folder_on_s3(s3, digits, default_params, tmp_
     secret key."""
     s3.upload(digits / "train", "digits", "train")
     s3.upload(digits / "unlabelled", "digits", "unlabelled")
+    s3.fs.pipe(
+        s3.url("digits", "unlabelled_labels.csv"), (digits / "unlabelled_labels.csv").read_bytes()
+    )
     cache = tmp_path / "cache"
     params = on_s3(
         default_params,
@@ -101,6 +96,7 @@ def test_classification_with_every_folder_on_s3(s3, digits, default_params, tmp_
         TRAINING_MODEL_DIR="models",
         PREDICTION_DATA_DIR="digits/unlabelled",
         PREDICTION_OUTPUT_DIR="predictions",
+        PREDICTION_LABELS="digits/unlabelled_labels.csv",
     )
     params["TRAINING"]["NUM_EPOCHS"] = EPOCHS
     path = tmp_path / "params.yaml"
@@ -140,6 +136,8 @@ def test_classification_with_every_folder_on_s3(s3, digits, default_params, tmp_
     predictions = pd.read_csv(s3.fs.open(s3.url("predictions", "predictions.csv")))
     assert len(predictions) == 180 and (predictions.status == "ok").all()
     assert predictions.filepath.str.startswith(s3.url("digits/unlabelled/")).all()
+    held_out = json.loads(s3.fs.cat(s3.url("predictions", "metrics.json")))["held_out"]
+    assert held_out["images"] == 180 and 0.0 <= held_out["accuracy"] <= 1.0
     assert (tmp_path / "dvclive" / "params.yaml").is_file()
     assert not list((cache / "work").iterdir()), "a scratch folder was left behind"
 
@@ -197,10 +195,10 @@ def test_segmentation_masks_on_s3_with_the_endpoint_in_storage_options(s3, tmp_p
 
 @pytest.fixture
 def few_digits(digits, tmp_path) -> Path:
-    """Three images of each class of the digits sample: enough for the checks, quick to
+    """Five images of each class of the digits sample: enough for the checks, quick to
     upload."""
     for folder in sorted((digits / "train").iterdir()):
-        for image in sorted(folder.iterdir())[:3]:
+        for image in sorted(folder.iterdir())[:5]:
             (tmp_path / "few" / folder.name).mkdir(parents=True, exist_ok=True)
             (tmp_path / "few" / folder.name / image.name).write_bytes(image.read_bytes())
     return tmp_path / "few"
@@ -280,7 +278,7 @@ def test_credentials_from_a_profile(s3, few_digits, default_params, tmp_path, mo
     params["INVENTORY"]["CHECK_IMAGES"] = "names"
     path.write_text(yaml.safe_dump(params))
     out = ok(kerapipe(tmp_path, "validate", "--params", str(path)))
-    assert "30 training examples" in out and PLANTED_SECRET not in out
+    assert "50 training examples" in out and PLANTED_SECRET not in out
 
 
 def test_a_bad_bucket_name_is_one_clear_message(s3, default_params, tmp_path):

@@ -22,7 +22,7 @@ from kerapipe.inventory import run_inventory
 from kerapipe.locks import exclusive
 from kerapipe.sample_data import write_digits
 from kerapipe.train import run_training
-from tests.helpers import BIN, REPO, kill, start, tool_env
+from tests.helpers import BIN, REPO, kerapipe, kill, start, tool_env
 
 RUN = Path("models") / "digits_cnn"
 
@@ -83,18 +83,6 @@ def snapshot(folder: Path) -> dict[str, str]:
         for path in sorted(folder.rglob("*"))
         if path.is_file() and path.name != ".kerapipe.lock"
     }
-
-
-def kerapipe(project: Path, *args: str, **popen) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(BIN / "kerapipe"), *args],
-        cwd=project,
-        env=tool_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        **popen,
-    )
 
 
 def one_clear_error(result: subprocess.CompletedProcess, *expected: str) -> None:

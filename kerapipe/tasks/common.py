@@ -69,8 +69,8 @@ def seeded_split(
     except ValueError as err:
         counts = "" if stratify is None else f" (per class: {stratify.value_counts().to_dict()})"
         raise DataError(
-            f"INVENTORY.VALIDATION_SPLIT: cannot split {len(table)} images{counts}: {err} "
-            "Add images (to the small classes) or change the split."
+            f"INVENTORY.VALIDATION_SPLIT: cannot split {len(table)} images{counts}: "
+            f"{str(err).rstrip('.')}. Add images (to the small classes) or change the split."
         ) from None
     table = table.copy()
     table["split"] = "train"
