@@ -79,6 +79,9 @@ def test_repro_then_experiment(project):
 
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "baseline run"], project)
+    # A version of the model in DVC's registry: an annotated tag named as GTO names them.
+    run(["git", "tag", "-a", "image-model@v1.0.0", "-m", "digits model, first version"], project)
+    baseline_model = (project / "models/digits_cnn/model.keras").read_bytes()
 
     experiment = run(["dvc", "exp", "run", "-S", "TRAINING.BATCH_SIZE=64"], project)
     assert stages_run(experiment.stdout) == {"validate", "train", "export", "predict"}
@@ -112,6 +115,16 @@ def test_repro_then_experiment(project):
     assert "TRAINING.BATCH_SIZE" in header and "eval.accuracy" in header
     assert "held_out.accuracy" in header and "validation.f1.three" in header
     assert any(",64," in line for line in shown.splitlines()[1:])
+    changed_only = run(["dvc", "exp", "show", "--only-changed", "--csv"], project).stdout
+    header = changed_only.splitlines()[0].split(",")
+    assert "TRAINING.BATCH_SIZE" in header and "TRAINING.NUM_EPOCHS" not in header
+
+    # The tagged version comes back by name, though the workspace holds the experiment's.
+    got = project.parent / "registry" / "model.keras"
+    got.parent.mkdir()
+    run(["dvc", "artifacts", "get", ".", "image-model", "--rev", "v1.0.0", "-o", str(got)], project)
+    assert got.read_bytes() == baseline_model
+    assert (project / "models/digits_cnn/model.keras").read_bytes() != baseline_model
 
     # A change to DATA.EXPORT exports again, checked, and never retrains.
     exported = run(["dvc", "exp", "run", "-S", "DATA.EXPORT.FORMATS=[onnx,litert]"], project)
