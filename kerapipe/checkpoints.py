@@ -1,7 +1,7 @@
 """Crash-safe checkpoints, so a run killed at any moment resumes with ``LOAD_CHECKPOINT``.
 
-Everything lives in ``checkpoints/`` (a ``persist: true`` DVC output, so it survives DVC's
-cleanup of outputs before a stage runs):
+Everything lives in ``checkpoints/`` (not a DVC output, so DVC's cleanup of outputs before a
+stage runs never touches it, and it is neither cached nor pushed):
 
 - ``epoch_NNNN.keras``: the whole model with its optimizer state after epoch NNNN, written by
   Keras' ``ModelCheckpoint``, a new file each epoch (the last two are kept);

@@ -28,31 +28,31 @@ def cmd_inventory(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    import_tensorflow()
+    params = _backend_params(args)
     from kerapipe.train import run_training
 
-    run_training(_params(args))
+    run_training(params)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    import_tensorflow()
+    params = _backend_params(args)
     from kerapipe.export import run_export
 
-    run_export(_params(args))
+    run_export(params)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    import_tensorflow()
+    params = _backend_params(args)
     from kerapipe.predict import run_prediction
 
-    run_prediction(_params(args))
+    run_prediction(params)
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    import_tensorflow()
+    params = _backend_params(args)
     from kerapipe.pipeline import run_pipeline
 
-    run_pipeline(_params(args))
+    run_pipeline(params)
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
@@ -158,6 +158,17 @@ def _params(args: argparse.Namespace):
     from kerapipe.config import load_params
 
     return load_params(args.params)
+
+
+def _backend_params(args: argparse.Namespace):
+    """The params, with TRAINING.DEVICES applied and then TensorFlow imported: the devices a
+    run may use are read by the backend once, when it starts."""
+    from kerapipe.devices import select_devices
+
+    params = _params(args)
+    select_devices(params.TRAINING.DEVICES)
+    import_tensorflow()
+    return params
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import posixpath
 import re
 import secrets
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -441,6 +441,11 @@ class TrainingParams(Group):
     DISTRIBUTION: Literal["none", "mirrored"] = Field(
         "none", description="mirrored: data-parallel over every GPU of this machine"
     )
+    DEVICES: Literal["auto"] | list[Annotated[int, Field(ge=0)]] | None = Field(
+        None,
+        description="GPUs this run may use: null: all; auto: one free GPU, locked until the "
+        "run ends (parallel sweeps); or a list of GPU indices",
+    )
     # Input pipeline (kerapipe/datasets.py): see README, "TRAINING".
     CACHE: str | None = Field(
         "none", description="cache of decoded images: none, memory, or a folder for cache files"
@@ -471,6 +476,13 @@ class TrainingParams(Group):
             bad = {name: weight for name, weight in value.items() if not weight > 0}
             if bad:
                 raise ValueError(f"weights must be numbers > 0; got {bad}")
+        return value
+
+    @field_validator("DEVICES")
+    @classmethod
+    def _devices(cls, value: Any) -> Any:
+        if isinstance(value, list) and (not value or len(set(value)) != len(value)):
+            raise ValueError("name each GPU index once, at least one (or use auto or null)")
         return value
 
     @field_validator("CACHE")

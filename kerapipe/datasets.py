@@ -13,6 +13,7 @@ the cache, so cached images stay small and every epoch gets fresh random transfo
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
+import zc.lockfile
 
 from kerapipe.augmentations import Augmentation, augment, build_augmentations
 from kerapipe.config import DEFAULT_MAX_IMAGE_PIXELS
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
 
 AUTOTUNE = tf.data.AUTOTUNE
 CACHE_FORMAT = "kerapipe-cache-2"  # part of every cache file name: change it to drop old caches
+log = logging.getLogger("kerapipe")
+_FILL_LOCKS: dict[str, zc.lockfile.LockFile] = {}  # the file caches this process writes
 FILE_CACHE_SHUFFLE_BUFFER = 1024  # default buffer of decoded images with a cache on disk
 
 
@@ -329,7 +333,8 @@ def image_dataset(
             dataset, default_buffer = dataset.cache(), len(paths)
         else:
             prefix = cache_prefix(options.cache, paths, targets, input_shape)
-            dataset, default_buffer = dataset.cache(prefix), FILE_CACHE_SHUFFLE_BUFFER
+            dataset = dataset.cache(prefix) if prefix else dataset
+            default_buffer = FILE_CACHE_SHUFFLE_BUFFER
         if shuffle:
             buffer = options.shuffle_buffer or min(default_buffer, len(paths))
             dataset = _shuffle(dataset, buffer, shuffle_seed)
@@ -428,8 +433,9 @@ def _shuffle(dataset: tf.data.Dataset, buffer: int, seed: int) -> tf.data.Datase
 
 def cache_prefix(
     folder: str, paths: Sequence[str], targets: np.ndarray | None, input_shape: Sequence[int]
-) -> str:
-    """The cache file prefix in ``folder`` for these images, targets and input shape.
+) -> str | None:
+    """The cache file prefix in ``folder`` for these images, targets and input shape; None
+    while another process fills that cache (read the images without it then).
 
     The name is a hash of the file list (with each file's size and modification time), the
     targets and ``input_shape``, so a changed data set or INPUT_SHAPE never reads a stale
@@ -447,8 +453,30 @@ def cache_prefix(
         digest.update(f"{targets.dtype}{targets.shape}".encode() + targets.tobytes())
     os.makedirs(folder, exist_ok=True)
     name = f"cache-{digest.hexdigest()[:24]}"
-    if not os.path.exists(os.path.join(folder, f"{name}.index")):
-        for entry in os.scandir(folder):  # a crashed run's partial files and lock files
-            if entry.name.startswith((f"{name}.", f"{name}_")):
-                os.remove(entry.path)
+    if os.path.exists(os.path.join(folder, f"{name}.index")):
+        return os.path.join(folder, name)  # complete: any number of runs read it at once
+    if not _claim_fill(folder, name):
+        log.info(
+            "TRAINING.CACHE: another run is filling the cache %s; this run reads the images "
+            "without it.",
+            os.path.join(folder, name),
+        )
+        return None
+    for entry in os.scandir(folder):  # a crashed run's partial files and lock files
+        if entry.name.startswith((f"{name}.", f"{name}_")):
+            os.remove(entry.path)
     return os.path.join(folder, name)
+
+
+def _claim_fill(folder: str, name: str) -> bool:
+    """Whether this process may write the cache ``name``: it holds (until it ends) the lock
+    that keeps a concurrent run, say another queued experiment, from writing or clearing the
+    same files."""
+    path = os.path.join(folder, f"lock-{name}")
+    if path in _FILL_LOCKS:
+        return True
+    try:
+        _FILL_LOCKS[path] = zc.lockfile.LockFile(path, content_template="pid {pid} on {hostname}")
+    except zc.lockfile.LockError:
+        return False
+    return True

@@ -218,7 +218,7 @@ def test_dvc_exp_run_regression(tmp_path):
     project = copy_project(tmp_path / "project")
     shutil.copy(project / "params" / "regression.yaml", project / "params.yaml")
     result = run(["dvc", "exp", "run", "-S", "TRAINING.NUM_EPOCHS=12"], project)
-    assert {"data/dvc.yaml:discs", "inventory", "train", "predict"} <= stages_run(result.stdout)
+    assert {"data/dvc.yaml:samples", "inventory", "train", "predict"} <= stages_run(result.stdout)
 
     metrics = json.loads((project / "dvclive/metrics.json").read_text())
     for target in ("radius", "center_x"):

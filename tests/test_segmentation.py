@@ -421,7 +421,7 @@ def test_dvc_exp_run_segmentation(tmp_path):
     project = copy_project(tmp_path / "project")
     shutil.copy(project / "params" / "segmentation.yaml", project / "params.yaml")
     result = run(["dvc", "exp", "run", "-S", "TRAINING.NUM_EPOCHS=6"], project)
-    assert {"data/dvc.yaml:shapes", "inventory", "train", "predict"} <= stages_run(result.stdout)
+    assert {"data/dvc.yaml:samples", "inventory", "train", "predict"} <= stages_run(result.stdout)
 
     inventory = pd.read_csv(project / "data/inventory/inventory.csv")
     assert len(inventory) == 320 and set(inventory.split) == {"train", "validation"}

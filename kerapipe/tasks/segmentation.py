@@ -325,7 +325,8 @@ class SegmentationTask(Task):
                 data, buffer = data.cache(), count
             else:  # the cache name hashes images and masks (paths, sizes, times) and the shape
                 prefix = cache_prefix(options.cache, images + masks, None, [*shape, "mask"])
-                data, buffer = data.cache(prefix), FILE_CACHE_SHUFFLE_BUFFER
+                data = data.cache(prefix) if prefix else data
+                buffer = FILE_CACHE_SHUFFLE_BUFFER
             if shuffle_seed is not None:
                 data = shuffle(data, options.shuffle_buffer or min(buffer, count))
         if options.augmentations:
