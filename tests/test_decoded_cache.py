@@ -51,8 +51,9 @@ def batches(paths, cache="none", folder=None, shape=SHAPE, max_gb=1.0, seed=5):
 
 
 def same(a, b) -> bool:
+    pairs = zip(a, b, strict=False)
     return len(a) == len(b) and all(
-        np.array_equal(xa, xb) and np.array_equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b)
+        np.array_equal(xa, xb) and np.array_equal(ya, yb) for (xa, ya), (xb, yb) in pairs
     )
 
 
