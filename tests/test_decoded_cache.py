@@ -245,3 +245,24 @@ def test_training_is_the_same_with_and_without_the_cache(make_params, tmp_path):
         assert runs[name][1] == history, name
         for ours, theirs in zip(runs[name][0], weights, strict=True):
             np.testing.assert_array_equal(ours, theirs)
+
+
+def test_the_cached_read_has_no_stateful_op_so_the_map_stays_parallel(images, tmp_path):
+    """The read of an entry, with the decode and rewrite standing by for a damaged one, holds
+    no stateful op: tf.data would run the map on one thread under op determinism."""
+    from tensorflow.python.framework import op_def_registry
+
+    from kerapipe.datasets import _Files, _routes, decode_image, readable_images
+
+    routes, turns = _routes(readable_images(images))
+    column = _Files(
+        "image", SHAPE, images, (tf.constant(images), routes, turns),
+        lambda path, route, turn: decode_image(path, SHAPE, route, turn),
+    )  # fmt: skip
+    load, tensors = column.loader(decoded_cache(tmp_path / "cache", 1.0), 1)
+    specs = [tf.TensorSpec([], tensor.dtype) for tensor in tensors]
+    graph = tf.function(load).get_concrete_function(*specs).graph.as_graph_def()
+    ops = {node.op for node in graph.node}
+    ops |= {node.op for function in graph.library.function for node in function.node_def}
+    assert {"ReadFile", "Fingerprint", "StatelessIf", "PyFuncStateless", "DecodeJpeg"} <= ops
+    assert not [op for op in ops if op_def_registry.get(op).is_stateful]
