@@ -406,7 +406,7 @@ def read_entry(entry: tf.Tensor, shape: Sequence[int], fallback: Callable[[], tf
 
 
 def memory_fits(nbytes: int) -> bool:
-    """Whether ``nbytes`` of cached images leave at least half the memory now available."""
+    """Whether ``nbytes`` of cached images take at most half the memory now available."""
     try:
         with open("/proc/meminfo") as handle:
             fields = dict(line.split(":", 1) for line in handle)

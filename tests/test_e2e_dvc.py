@@ -83,6 +83,8 @@ def test_repro_then_experiment(project):
     experiment = run(["dvc", "exp", "run", "-S", "TRAINING.BATCH_SIZE=64"], project)
     assert stages_run(experiment.stdout) == {"validate", "train", "export", "predict"}
     assert "Stage 'inventory' didn't change" in experiment.stdout
+    # Decoded once: the experiment reads the decoded image cache the first run filled.
+    assert "into the cache" not in experiment.stdout + experiment.stderr
 
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project).stdout)
     changed = diff["dvclive/metrics.json"]
