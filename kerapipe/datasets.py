@@ -1,13 +1,15 @@
-"""tf.data input pipelines that stream images from disk: parallel decode and resize, an
-optional cache of the decoded images, seeded shuffle and augmentation, batch and prefetch.
-No Python code runs per image, except Pillow's decoder for the files TensorFlow's decoders
-would get wrong (BMP, GIF, CMYK JPEG, palette PNG, WebP, TIFF: see kerapipe/images.py).
+"""tf.data input pipelines that stream images from disk: parallel decode and resize, the
+decoded image cache, seeded shuffle and augmentation, batch and prefetch; one pipeline for
+every task (images with labels, targets or masks). No Python code runs per image, except
+Pillow's decoder for the files TensorFlow's decoders would get wrong (BMP, GIF, CMYK JPEG,
+palette PNG, WebP, TIFF: see kerapipe/images.py).
 
-Order of the training pipeline: file names -> [shuffle] -> decode + resize to uint8 ->
-[augment] -> batch -> float32 -> prefetch. With a cache the decoded uint8 images are cached
-and the shuffle moves after the cache (so each epoch still gets a new order):
-file names -> decode -> cache -> shuffle -> [augment] -> ... . Augmentation always runs after
-the cache, so cached images stay small and every epoch gets fresh random transforms.
+Order of the training pipeline: file names -> [shuffle] -> decode + resize to uint8 (or, with
+the decoded image cache, read the decoded entry: see kerapipe/decoded_cache.py, filled before
+the first epoch) -> [augment] -> batch -> float32 (masks int32) -> prefetch. With the memory
+cache the images read are also held in memory and the shuffle moves after that cache (in the
+same order: a shuffle's order depends on the seed and the count alone). Augmentation always
+runs after the cache, so cached images stay small and every epoch gets fresh random transforms.
 """
 
 from __future__ import annotations

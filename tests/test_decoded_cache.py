@@ -266,3 +266,10 @@ def test_the_cached_read_has_no_stateful_op_so_the_map_stays_parallel(images, tm
     ops |= {node.op for function in graph.library.function for node in function.node_def}
     assert {"ReadFile", "Fingerprint", "StatelessIf", "PyFuncStateless", "DecodeJpeg"} <= ops
     assert not [op for op in ops if op_def_registry.get(op).is_stateful]
+
+
+def test_the_memory_cache_is_used_only_when_it_fits():
+    from kerapipe.datasets import memory_fits
+
+    assert memory_fits(1) and memory_fits(2**20)
+    assert not memory_fits(2**60)  # an exabyte: the disk cache alone, with a warning
