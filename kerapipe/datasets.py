@@ -45,7 +45,6 @@ from kerapipe.images import (
     decode_with_pillow,
     describe_problems,
     probe_images,
-    undecodable_images,
 )
 
 if TYPE_CHECKING:
@@ -335,19 +334,24 @@ class _Files:
         if not store.prepare(entries, size, lambda at: self._fill(store, entries, at, calls)):
             return self.decode, self.sources
 
+        @tf.autograph.experimental.do_not_convert
         def load(*args: tf.Tensor) -> tf.Tensor:
             *sources, entry = args
             return read_entry(entry, self.shape, lambda: self._rewrite(store, entry, sources))
 
         return load, (*self.sources, tf.constant(entries, dtype=tf.string))
 
-    def _fill(self, store: DecodedCache, entries: list[str], positions: list[int], calls: int):
-        """Decode the files at ``positions`` in parallel and write their entries."""
+    def _fill(
+        self, store: DecodedCache, entries: list[str], positions: list[int], calls: int
+    ) -> bool:
+        """Decode the files at ``positions`` in parallel and write their entries; False if
+        one of them does not decode."""
         first_of = {entries[i]: i for i in reversed(positions)}  # a file's copies share one
         chosen = sorted(first_of.values())
         sources = tuple(tf.gather(source, chosen) for source in self.sources)
         names = tf.constant([entries[i] for i in chosen], dtype=tf.string)
 
+        @tf.autograph.experimental.do_not_convert
         def decode(entry, *args):
             pixels = self.decode(*args)
             return entry, pixels, fingerprint(pixels)
@@ -361,16 +365,10 @@ class _Files:
                 for entry, pixels, print_ in zip(*batch, strict=True):
                     store.write(os.fsdecode(entry), pixels, print_)
                     store.filled += 1
-        except tf.errors.InvalidArgumentError as err:
-            bad = undecodable_images([self.paths[i] for i in chosen])
-            if not bad:
-                raise
-            raise DataError(
-                f"{len(bad)} image(s) in the inventory cannot be decoded: {', '.join(bad[:5])}. "
-                "Re-export or remove them, or let the inventory find and skip them "
-                "(INVENTORY.CHECK_IMAGES: decode with BAD_IMAGES: skip), then rerun inventory "
-                "and train."
-            ) from err
+        except tf.errors.InvalidArgumentError:  # a file that does not decode
+            log.debug("A decode failed: these files are decoded each epoch.", exc_info=True)
+            return False  # the epoch meets it, and the train stage names the file
+        return True
 
     def _rewrite(self, store: DecodedCache, entry: tf.Tensor, sources) -> tf.Tensor:
         """The file decoded again, its damaged entry written anew (in Python: rare)."""
@@ -451,23 +449,26 @@ def image_dataset(
     decoding = Decoding.of(infos, max_pixels)
     height, width, channels = input_shape
 
+    @tf.autograph.experimental.do_not_convert
     def decode(path, route, orientation):
         return decode_image(path, input_shape, route, orientation, decoding)
+
+    @tf.autograph.experimental.do_not_convert
+    def decode_mask(path):
+        return load_mask(path, (height, width))
 
     image_sources = (_strings(paths), routes, turns)
     columns = [_Files("image", (height, width, channels), paths, image_sources, decode)]
     if masks is not None:
         masks = [str(m) for m in masks]
-        columns.append(
-            _Files("mask", (height, width), masks, (_strings(masks),),
-                   lambda path: load_mask(path, (height, width)))
-        )  # fmt: skip
+        columns.append(_Files("mask", (height, width), masks, (_strings(masks),), decode_mask))
     store = options.store()
     loaders = [column.loader(store, options.parallel_calls) for column in columns]
     files = tuple(sources for _, sources in loaders)
     extra = () if targets is None or masks is not None else (targets,)
     dataset = tf.data.Dataset.from_tensor_slices((*files, *extra))
 
+    @tf.autograph.experimental.do_not_convert
     def load(*element):
         loaded = [fn(*sources) for (fn, _), sources in zip(loaders, element, strict=False)]
         return (*loaded, *element[len(loaders) :])
@@ -490,6 +491,7 @@ def image_dataset(
         augmentations = options.augmentations
         has_mask = masks is not None
 
+        @tf.autograph.experimental.do_not_convert
         def apply(element, seed):
             image, *rest = element
             image, mask = augment(image, seed, augmentations, mask=rest[0] if has_mask else None)
@@ -507,6 +509,7 @@ def _strings(values: Sequence[str]) -> tf.Tensor:
     return tf.constant(values, dtype=tf.string, shape=[len(values)])
 
 
+@tf.autograph.experimental.do_not_convert  # plain graph code
 def _to_model_types(image, *rest):
     """A batch as the model takes it: images float32, masks int32, targets as they are."""
     image = tf.cast(image, tf.float32)

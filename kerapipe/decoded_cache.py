@@ -97,11 +97,12 @@ class DecodedCache(RemoteCache):
         return paths
 
     def prepare(
-        self, entries: Sequence[str], entry_bytes: int, fill: Callable[[list[int]], None]
+        self, entries: Sequence[str], entry_bytes: int, fill: Callable[[list[int]], bool]
     ) -> bool:
         """Make every entry present: mark them used, make room, and call ``fill`` with the
-        positions of those missing or of the wrong size. False (and a warning) when they
-        cannot all fit under the limit: the caller then decodes every epoch."""
+        positions of those missing or of the wrong size (it says whether it wrote them all).
+        False when they cannot all fit under the limit (with a warning) or were not all
+        written: the caller then decodes every epoch."""
         self.lease()
         size = entry_bytes + TRAILER
         needed = size * len(set(entries))
@@ -117,7 +118,7 @@ class DecodedCache(RemoteCache):
         missing = [i for i, entry in enumerate(entries) if _size(entry) != size]
         if missing:
             self.evict(room=size * len({entries[i] for i in missing}))
-            fill(missing)
+            return fill(missing)
         return True
 
     def write(self, entry: str, pixels: np.ndarray, fingerprint: np.ndarray) -> None:
