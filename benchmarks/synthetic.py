@@ -2,6 +2,7 @@
 
 ``make_images`` writes class folders of JPEG and PNG files of mixed sizes (100-400 px by
 default), RGB and grayscale, drawn from a seed: the same arguments give byte-identical files.
+``make_photos`` writes camera-sized JPEGs (640x480 RGB, for the input pipeline row),
 ``make_small_files`` writes many tiny valid images fast (for the inventory benchmark), and
 ``make_linked_copies`` gives a bigger tree whose files are hard links to a smaller one, so the
 40,000-image memory run costs no generation time and no disk.
@@ -86,6 +87,50 @@ def make_images(
     ]
     with ProcessPoolExecutor(workers) as pool:
         list(pool.map(_write_range, jobs))
+    (root / ".spec.json").write_text(json.dumps(spec))
+    return root
+
+
+def photo_bytes(index: int, size: tuple[int, int] = (640, 480)) -> bytes:
+    """One synthetic RGB JPEG of ``size`` (width, height), quality 90: smooth gradients, a few
+    shapes and some fine noise, so it compresses about as a photo does (about 60-90 KB)."""
+    rng = np.random.default_rng([SEED, 7, index])
+    width, height = size
+    y = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
+    x = np.linspace(0, 1, width, dtype=np.float32)[None, :, None]
+    base = rng.uniform(0, 255, size=3).astype(np.float32)
+    slope = rng.uniform(-120, 120, size=(2, 3)).astype(np.float32)
+    noise = rng.integers(-10, 11, size=(height, width, 3), dtype=np.int8)
+    pixels = np.clip(base + x * slope[0] + y * slope[1] + noise, 0, 255).astype(np.uint8)
+    image = Image.fromarray(pixels, "RGB")
+    draw = ImageDraw.Draw(image)
+    for _ in range(3 + index % 4):
+        x0, y0 = int(rng.integers(0, width - 40)), int(rng.integers(0, height - 40))
+        box = (x0, y0, x0 + int(rng.integers(20, 300)), y0 + int(rng.integers(20, 200)))
+        fill = tuple(int(v) for v in rng.integers(0, 256, size=3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=fill)
+    out = BytesIO()
+    image.save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+def _write_photos(args: tuple[str, int, int]) -> None:
+    root, start, stop = args
+    for index in range(start, stop):
+        label = CLASS_NAMES[index % len(CLASS_NAMES)]
+        (Path(root) / label / f"photo_{index:06d}.jpg").write_bytes(photo_bytes(index))
+
+
+def make_photos(root: Path, count: int, workers: int = 2) -> Path:
+    """Write ``count`` 640x480 JPEGs under ``root/<class>/`` unless an identical tree is there."""
+    spec = {"kind": "photos", "count": count, "size": [640, 480], "seed": SEED}
+    if _ready(root, spec):
+        return root
+    _start(root)
+    chunk = max(1, count // (workers * 8))
+    jobs = [(str(root), start, min(start + chunk, count)) for start in range(0, count, chunk)]
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(_write_photos, jobs))
     (root / ".spec.json").write_text(json.dumps(spec))
     return root
 

@@ -43,6 +43,7 @@ BUILT_IN_CALLBACKS = {"model_checkpoint", "csv_logger"}
 MAX_SEED = 2**32 - 1  # NumPy, TensorFlow and scikit-learn take seeds below 2**32
 MAX_PARAMS_VALUES = 100_000  # a params file is small; YAML aliases must not blow it up
 DEFAULT_MAX_IMAGE_PIXELS = 89_478_485  # Pillow's own limit (about 9459 x 9459)
+DEFAULT_CACHE_MAX_GB = 10.0  # TRAINING.CACHE_MAX_GB: the decoded image cache's size
 
 
 class Group(BaseModel):
@@ -447,8 +448,21 @@ class TrainingParams(Group):
         "run ends (parallel sweeps); or a list of GPU indices",
     )
     # Input pipeline (kerapipe/datasets.py): see README, "TRAINING".
-    CACHE: str | None = Field(
-        "none", description="cache of decoded images: none, memory, or a folder for cache files"
+    CACHE: Literal["none", "disk", "memory"] | None = Field(
+        "disk",
+        description="cache of the decoded, resized images (decode once): disk (in CACHE_DIR, "
+        "shared by every run and experiment), memory (also held in RAM when they fit), none",
+    )
+    CACHE_DIR: str | None = Field(
+        None,
+        description="folder of the decoded image cache; null: decoded/ in the remote cache "
+        "folder (DATA.REMOTE_CACHE_DIR, ~/.cache/kerapipe)",
+    )
+    CACHE_MAX_GB: float = Field(
+        DEFAULT_CACHE_MAX_GB,
+        gt=0,
+        description="size of the decoded image cache, in GB, before the least recently used "
+        "images are deleted",
     )
     SHUFFLE_BUFFER: int | None = Field(
         None, ge=1, description="examples in the shuffle buffer; null: a full shuffle"
@@ -485,13 +499,24 @@ class TrainingParams(Group):
             raise ValueError("name each GPU index once, at least one (or use auto or null)")
         return value
 
-    @field_validator("CACHE")
+    @field_validator("CACHE", mode="before")
     @classmethod
-    def _cache_choice(cls, value: str | None) -> str:
-        value = "none" if value is None else value.strip()
-        if not value:
-            raise ValueError("must be none, memory, or the path of a folder for cache files")
-        return value.lower() if value.lower() in ("none", "memory") else value
+    def _cache_choice(cls, value: Any) -> Any:
+        if value is None:
+            return "none"
+        if not isinstance(value, str) or value.strip().lower() in ("none", "disk", "memory"):
+            return value.strip().lower() if isinstance(value, str) else value
+        raise ValueError(
+            f"must be none, disk or memory; got {value!r}. A folder for the cache goes in "
+            "TRAINING.CACHE_DIR (with CACHE: disk)"
+        )
+
+    @field_validator("CACHE_DIR")
+    @classmethod
+    def _cache_folder(cls, folder: str | None) -> str | None:
+        if folder is not None and (not folder.strip() or "://" in folder):
+            raise ValueError("must be a local folder, or null for the default")
+        return folder
 
 
 class Params(Group):
@@ -506,13 +531,18 @@ class Params(Group):
     @model_validator(mode="after")
     def _cache_apart_from_data(self) -> Params:
         caches = {}
-        if self.TRAINING.CACHE not in ("none", "memory"):
-            caches["TRAINING.CACHE"] = DataParams._on("local", self.TRAINING.CACHE)
+        if self.TRAINING.CACHE_DIR:
+            cache_dir = os.path.expanduser(self.TRAINING.CACHE_DIR)
+            caches["TRAINING.CACHE_DIR"] = DataParams._on("local", cache_dir)
         if self.DATA.REMOTE_CACHE_DIR:
             remote = os.path.expanduser(self.DATA.REMOTE_CACHE_DIR)
             caches["DATA.REMOTE_CACHE_DIR"] = DataParams._on("local", remote)
         folders = {**self.DATA.input_folders(), **self.DATA.output_folders()}
-        problems = overlapping_folders(folders, caches)
+        problems = [
+            problem
+            for key, folder in caches.items()  # each apart from the data (not from each other)
+            for problem in overlapping_folders(folders, {key: folder})
+        ]
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -1,30 +1,37 @@
-"""tf.data input pipelines that stream images from disk: parallel decode and resize, an
-optional cache of the decoded images, seeded shuffle and augmentation, batch and prefetch.
-No Python code runs per image, except Pillow's decoder for the files TensorFlow's decoders
-would get wrong (BMP, GIF, CMYK JPEG, palette PNG, WebP, TIFF: see kerapipe/images.py).
+"""tf.data input pipelines that stream images from disk: parallel decode and resize, the
+decoded image cache, seeded shuffle and augmentation, batch and prefetch; one pipeline for
+every task (images with labels, targets or masks). No Python code runs per image, except
+Pillow's decoder for the files TensorFlow's decoders would get wrong (BMP, GIF, CMYK JPEG,
+palette PNG, WebP, TIFF: see kerapipe/images.py).
 
-Order of the training pipeline: file names -> [shuffle] -> decode + resize to uint8 ->
-[augment] -> batch -> float32 -> prefetch. With a cache the decoded uint8 images are cached
-and the shuffle moves after the cache (so each epoch still gets a new order):
-file names -> decode -> cache -> shuffle -> [augment] -> ... . Augmentation always runs after
-the cache, so cached images stay small and every epoch gets fresh random transforms.
+Order of the training pipeline: file names -> [shuffle] -> decode + resize to uint8 (or, with
+the decoded image cache, read the decoded entry: see kerapipe/decoded_cache.py, filled before
+the first epoch) -> [augment] -> batch -> float32 (masks int32) -> prefetch. With the memory
+cache the images read are also held in memory and the shuffle moves after that cache (in the
+same order: a shuffle's order depends on the seed and the count alone). Augmentation always
+runs after the cache, so cached images stay small and every epoch gets fresh random transforms.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
-import zc.lockfile
 
 from kerapipe.augmentations import Augmentation, augment, build_augmentations
-from kerapipe.config import DEFAULT_MAX_IMAGE_PIXELS
+from kerapipe.config import DEFAULT_CACHE_MAX_GB, DEFAULT_MAX_IMAGE_PIXELS
+from kerapipe.decoded_cache import (
+    TRAILER,
+    DecodedCache,
+    content_digests,
+    decoded_cache,
+    default_cache_folder,
+)
 from kerapipe.errors import DataError
 from kerapipe.images import (
     JPEG,
@@ -43,11 +50,9 @@ from kerapipe.images import (
 if TYPE_CHECKING:
     from kerapipe.config import TrainingParams
 
+log = logging.getLogger(__name__)
 AUTOTUNE = tf.data.AUTOTUNE
-CACHE_FORMAT = "kerapipe-cache-2"  # part of every cache file name: change it to drop old caches
-log = logging.getLogger("kerapipe")
-_FILL_LOCKS: dict[str, zc.lockfile.LockFile] = {}  # the file caches this process writes
-FILE_CACHE_SHUFFLE_BUFFER = 1024  # default buffer of decoded images with a cache on disk
+FILL_BATCH = 16  # images decoded into the decoded image cache per Python step
 
 
 @dataclass(frozen=True)
@@ -55,23 +60,33 @@ class DatasetOptions:
     """How a dataset is cached, shuffled, augmented and parallelised (``TRAINING.*``).
 
     Args:
-        cache: ``"none"``, ``"memory"``, or a folder for cache files.
-        shuffle_buffer: elements in the shuffle buffer; None: all of them (with a cache on
-            disk, ``FILE_CACHE_SHUFFLE_BUFFER`` decoded images, so memory stays bounded).
+        cache: ``"none"``; ``"disk"``: the decoded image cache in ``cache_dir`` (see
+            kerapipe/decoded_cache.py); ``"memory"``: that, and the decoded images held in
+            memory from the first epoch on, when they fit (else a warning and disk alone).
+        cache_dir: the decoded image cache's folder; None: ``default_cache_folder()``.
+        cache_max_gb: the size the decoded image cache may take on disk, in GB.
+        shuffle_buffer: elements in the shuffle buffer; None: all of them.
         augmentations: applied in order to each image (and mask) after decoding.
         num_parallel_calls: parallel decode/augment calls; None: tf.data autotunes it.
     """
 
     cache: str = "none"
+    cache_dir: str | None = None
+    cache_max_gb: float = DEFAULT_CACHE_MAX_GB
     shuffle_buffer: int | None = None
     augmentations: tuple[Augmentation, ...] = ()
     num_parallel_calls: int | None = None
 
     @classmethod
-    def from_params(cls, training: TrainingParams) -> DatasetOptions:
-        """The options for the training set, from the validated ``TRAINING`` group."""
+    def from_params(
+        cls, training: TrainingParams, remote_cache_dir: str | None = None
+    ) -> DatasetOptions:
+        """The options for the training set, from the validated ``TRAINING`` group (and
+        ``DATA.REMOTE_CACHE_DIR``, beside which the decoded image cache lives by default)."""
         return cls(
             cache=training.CACHE or "none",
+            cache_dir=training.CACHE_DIR or str(default_cache_folder(remote_cache_dir)),
+            cache_max_gb=training.CACHE_MAX_GB,
             shuffle_buffer=training.SHUFFLE_BUFFER,
             augmentations=tuple(build_augmentations(training.AUGMENTATIONS)),
             num_parallel_calls=training.NUM_PARALLEL_CALLS,
@@ -84,6 +99,12 @@ class DatasetOptions:
     @property
     def parallel_calls(self) -> int:
         return self.num_parallel_calls or AUTOTUNE
+
+    def store(self) -> DecodedCache | None:
+        """The decoded image cache these options use, or None."""
+        if self.cache == "none":
+            return None
+        return decoded_cache(self.cache_dir or default_cache_folder(), self.cache_max_gb)
 
 
 @dataclass(frozen=True)
@@ -287,6 +308,117 @@ def _routes(infos: Sequence[ImageInfo]) -> tuple[tf.Tensor, tf.Tensor]:
     return routes, turns
 
 
+@dataclass(frozen=True)
+class _Files:
+    """One column of an element's files and how each becomes uint8 pixels of ``shape``.
+
+    ``sources`` are per-file tensors (the path first) that ``decode`` takes as arguments;
+    ``kind`` names what is decoded, for the cache key."""
+
+    kind: str
+    shape: tuple[int, ...]
+    paths: list[str]
+    sources: tuple[tf.Tensor, ...]
+    decode: Callable[..., tf.Tensor]
+
+    def loader(
+        self, store: DecodedCache | None, calls: int
+    ) -> tuple[Callable[..., tf.Tensor], tuple[tf.Tensor, ...]]:
+        """The map function that gives one file's pixels, and its per-file tensors: the
+        decode, or, with a decoded cache that holds (or can hold) these files, the read of
+        their entries (filled now where missing), the decode standing by for a damaged one."""
+        if store is None:
+            return self.decode, self.sources
+        entries = store.entry_paths(content_digests(self.paths), self.kind, self.shape)
+        size = int(np.prod(self.shape))
+        if not store.prepare(entries, size, lambda at: self._fill(store, entries, at, calls)):
+            return self.decode, self.sources
+
+        @tf.autograph.experimental.do_not_convert
+        def load(*args: tf.Tensor) -> tf.Tensor:
+            *sources, entry = args
+            return read_entry(entry, self.shape, lambda: self._rewrite(store, entry, sources))
+
+        return load, (*self.sources, tf.constant(entries, dtype=tf.string))
+
+    def _fill(
+        self, store: DecodedCache, entries: list[str], positions: list[int], calls: int
+    ) -> bool:
+        """Decode the files at ``positions`` in parallel and write their entries; False if
+        one of them does not decode."""
+        first_of = {entries[i]: i for i in reversed(positions)}  # a file's copies share one
+        chosen = sorted(first_of.values())
+        sources = tuple(tf.gather(source, chosen) for source in self.sources)
+        names = tf.constant([entries[i] for i in chosen], dtype=tf.string)
+
+        @tf.autograph.experimental.do_not_convert
+        def decode(entry, *args):
+            pixels = self.decode(*args)
+            return entry, pixels, fingerprint(pixels)
+
+        data = tf.data.Dataset.from_tensor_slices((names, *sources))
+        data = data.map(decode, num_parallel_calls=calls, deterministic=False)
+        data = data.batch(FILL_BATCH).prefetch(AUTOTUNE)  # batches: less Python per image
+        log.info("Decoding %d %s(s) into the cache %s.", len(chosen), self.kind, store.folder)
+        try:
+            for batch in data.as_numpy_iterator():
+                for entry, pixels, print_ in zip(*batch, strict=True):
+                    store.write(os.fsdecode(entry), pixels, print_)
+                    store.filled += 1
+        except tf.errors.InvalidArgumentError:  # a file that does not decode
+            log.debug("A decode failed: these files are decoded each epoch.", exc_info=True)
+            return False  # the epoch meets it, and the train stage names the file
+        return True
+
+    def _rewrite(self, store: DecodedCache, entry: tf.Tensor, sources) -> tf.Tensor:
+        """The file decoded again, its damaged entry written anew (in Python: rare)."""
+        pixels = self.decode(*sources)
+
+        def write(name: bytes, data: np.ndarray, print_: np.ndarray) -> np.ndarray:
+            store.write(os.fsdecode(np.asarray(name).item()), data, print_)
+            store.rebuilt += 1
+            return data
+
+        out = tf.numpy_function(
+            write, [entry, pixels, fingerprint(pixels)], tf.uint8, stateful=False
+        )
+        out.set_shape(self.shape)
+        return out
+
+
+def fingerprint(pixels: tf.Tensor) -> tf.Tensor:
+    """The 8-byte FarmHash fingerprint of ``pixels``' bytes (uint8 ``[8]``)."""
+    return tf.fingerprint(tf.reshape(pixels, [1, -1]))[0]
+
+
+def read_entry(entry: tf.Tensor, shape: Sequence[int], fallback: Callable[[], tf.Tensor]):
+    """The pixels of a decoded cache entry, or ``fallback()`` when the entry is damaged (the
+    wrong length, or pixels that do not match their fingerprint). Graph ops only."""
+    size = int(np.prod(shape))
+    contents = tf.io.read_file(entry)
+    raw = tf.io.decode_raw(contents, tf.uint8, fixed_length=size + TRAILER)
+    pixels, stored = raw[:size], raw[size:]
+    whole = tf.equal(tf.strings.length(contents), size + TRAILER)
+    sound = tf.logical_and(whole, tf.reduce_all(tf.equal(fingerprint(pixels), stored)))
+    image = tf.cond(sound, lambda: tf.reshape(pixels, shape), fallback)
+    image.set_shape(shape)
+    return image
+
+
+def memory_fits(nbytes: int) -> bool:
+    """Whether ``nbytes`` of cached images take at most half the memory now available."""
+    try:
+        with open("/proc/meminfo") as handle:
+            fields = dict(line.split(":", 1) for line in handle)
+        available = int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, AttributeError):
+            return True
+    return nbytes <= available // 2
+
+
 def image_dataset(
     paths: Sequence[str],
     targets: np.ndarray | None,
@@ -295,48 +427,61 @@ def image_dataset(
     shuffle_seed: int | None = None,
     options: DatasetOptions | None = None,
     max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+    masks: Sequence[str] | None = None,
 ) -> tf.data.Dataset:
-    """Batches of ``(image, target)``, or of images alone when ``targets`` is None.
+    """Batches of ``(image, target)``, of ``(image, mask)`` when ``masks`` are given, or of
+    images alone: the one input pipeline of every task.
 
     Every file's header is read first (in a thread pool), to pick its decoder and find its
     EXIF orientation; a file that cannot be read, or has more than ``max_pixels`` pixels,
     is one DataError here, before any training. With ``shuffle_seed`` the order is
     reshuffled every epoch, reproducibly, and the augmentations in ``options`` draw their
     per-image seeds from the same seed (different every epoch, the same in every run).
-    Without a cache the shuffle runs over file names, before decoding, so even a full buffer
-    costs no image memory. Images are float32 0-255.
+    The shuffle runs over file names, before decoding (or reading the decoded cache), so even
+    a full buffer costs no image memory; with the memory cache it runs over the cached
+    images, in the same order. Images are float32 0-255; masks (resized nearest-neighbour to
+    ``input_shape``, their values class indices) int32 ``(h, w)``.
     """
     options = options or DatasetOptions()
     paths = [str(p) for p in paths]
     infos = readable_images(paths, max_pixels)
     routes, turns = _routes(infos)
     decoding = Decoding.of(infos, max_pixels)
-    has_targets = targets is not None
-    files = (tf.constant(paths, dtype=tf.string, shape=[len(paths)]), routes, turns)
-    dataset = tf.data.Dataset.from_tensor_slices((files, targets) if has_targets else files)
+    height, width, channels = input_shape
 
-    def on_image(fn):
-        return (lambda image, target: (fn(image), target)) if has_targets else fn
-
-    def decode_file(path, route, orientation):
+    @tf.autograph.experimental.do_not_convert
+    def decode(path, route, orientation):
         return decode_image(path, input_shape, route, orientation, decoding)
 
-    decode = (lambda file, target: (decode_file(*file), target)) if has_targets else decode_file
+    @tf.autograph.experimental.do_not_convert
+    def decode_mask(path):
+        return load_mask(path, (height, width))
+
+    image_sources = (_strings(paths), routes, turns)
+    columns = [_Files("image", (height, width, channels), paths, image_sources, decode)]
+    if masks is not None:
+        masks = [str(m) for m in masks]
+        columns.append(_Files("mask", (height, width), masks, (_strings(masks),), decode_mask))
+    store = options.store()
+    loaders = [column.loader(store, options.parallel_calls) for column in columns]
+    files = tuple(sources for _, sources in loaders)
+    extra = () if targets is None or masks is not None else (targets,)
+    dataset = tf.data.Dataset.from_tensor_slices((*files, *extra))
+
+    @tf.autograph.experimental.do_not_convert
+    def load(*element):
+        loaded = [fn(*sources) for (fn, _), sources in zip(loaders, element, strict=False)]
+        return (*loaded, *element[len(loaders) :])
+
     shuffle = shuffle_seed is not None
-    if options.cache == "none":
+    buffer = options.shuffle_buffer or len(paths)
+    in_memory = options.cache == "memory" and _fits_in_memory(columns, len(paths))
+    if shuffle and not in_memory:
+        dataset = _shuffle(dataset, buffer, shuffle_seed)
+    dataset = dataset.map(load, num_parallel_calls=options.parallel_calls)
+    if in_memory:
+        dataset = dataset.cache()
         if shuffle:
-            dataset = _shuffle(dataset, options.shuffle_buffer or len(paths), shuffle_seed)
-        dataset = dataset.map(decode, num_parallel_calls=options.parallel_calls)
-    else:
-        dataset = dataset.map(decode, num_parallel_calls=options.parallel_calls)
-        if options.cache == "memory":
-            dataset, default_buffer = dataset.cache(), len(paths)
-        else:
-            prefix = cache_prefix(options.cache, paths, targets, input_shape)
-            dataset = dataset.cache(prefix) if prefix else dataset
-            default_buffer = FILE_CACHE_SHUFFLE_BUFFER
-        if shuffle:
-            buffer = options.shuffle_buffer or min(default_buffer, len(paths))
             dataset = _shuffle(dataset, buffer, shuffle_seed)
 
     if options.augmentations:
@@ -344,18 +489,60 @@ def image_dataset(
             seed=shuffle_seed or 0, rerandomize_each_iteration=True
         ).batch(2, drop_remainder=True)
         augmentations = options.augmentations
+        has_mask = masks is not None
 
+        @tf.autograph.experimental.do_not_convert
         def apply(element, seed):
-            image, target = element if has_targets else (element, None)
-            image = augment(image, seed, augmentations)[0]
-            return (image, target) if has_targets else image
+            image, *rest = element
+            image, mask = augment(image, seed, augmentations, mask=rest[0] if has_mask else None)
+            return (image, mask) if has_mask else (image, *rest)
 
         dataset = tf.data.Dataset.zip(dataset, seeds)
         dataset = dataset.map(apply, num_parallel_calls=options.parallel_calls)
 
     dataset = dataset.batch(batch_size)
-    dataset = dataset.map(on_image(lambda batch: tf.cast(batch, tf.float32)))
+    dataset = dataset.map(_to_model_types)
     return dataset.prefetch(AUTOTUNE)
+
+
+def _strings(values: Sequence[str]) -> tf.Tensor:
+    return tf.constant(values, dtype=tf.string, shape=[len(values)])
+
+
+@tf.autograph.experimental.do_not_convert  # plain graph code
+def _to_model_types(image, *rest):
+    """A batch as the model takes it: images float32, masks int32, targets as they are."""
+    image = tf.cast(image, tf.float32)
+    if not rest:
+        return image
+    target = rest[0]
+    if target.dtype == tf.uint8:  # a batch of masks
+        target = tf.cast(target, tf.int32)
+    return image, target
+
+
+def _fits_in_memory(columns: Sequence[_Files], count: int) -> bool:
+    nbytes = count * sum(int(np.prod(column.shape)) for column in columns)
+    if memory_fits(nbytes):
+        return True
+    log.warning(
+        "TRAINING.CACHE: memory: the %d decoded images take %.2f GB, more than half the "
+        "memory available; reading them from the decoded image cache on disk instead.",
+        count,
+        nbytes / 1e9,
+    )
+    return False
+
+
+def load_mask(path, size, dtype=None):
+    """Read a mask PNG, resize it with nearest neighbour to ``size``: ``(h, w)`` of ``dtype``
+    (uint8 by default; the values are the PNG's class indices, unchanged)."""
+    height, width = size
+    mask = tf.io.decode_png(tf.io.read_file(path), channels=1)
+    mask = tf.image.resize(mask, (height, width), method="nearest")
+    mask = tf.cast(mask[:, :, 0], dtype or tf.uint8)
+    mask.set_shape((height, width))
+    return mask
 
 
 def prediction_dataset(
@@ -429,54 +616,3 @@ def single_pass(dataset: tf.data.Dataset) -> tf.data.Dataset:
 
 def _shuffle(dataset: tf.data.Dataset, buffer: int, seed: int) -> tf.data.Dataset:
     return dataset.shuffle(max(1, buffer), seed=seed, reshuffle_each_iteration=True)
-
-
-def cache_prefix(
-    folder: str, paths: Sequence[str], targets: np.ndarray | None, input_shape: Sequence[int]
-) -> str | None:
-    """The cache file prefix in ``folder`` for these images, targets and input shape; None
-    while another process fills that cache (read the images without it then).
-
-    The name is a hash of the file list (with each file's size and modification time), the
-    targets and ``input_shape``, so a changed data set or INPUT_SHAPE never reads a stale
-    cache. A cache left incomplete by a crashed run is removed.
-    """
-    digest = hashlib.sha256(f"{CACHE_FORMAT}|{list(input_shape)}".encode())
-    for path in paths:
-        try:
-            stat = os.stat(path)
-            digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-        except OSError:
-            digest.update(f"{path}\n".encode())
-    if targets is not None:
-        targets = np.ascontiguousarray(targets)
-        digest.update(f"{targets.dtype}{targets.shape}".encode() + targets.tobytes())
-    os.makedirs(folder, exist_ok=True)
-    name = f"cache-{digest.hexdigest()[:24]}"
-    if os.path.exists(os.path.join(folder, f"{name}.index")):
-        return os.path.join(folder, name)  # complete: any number of runs read it at once
-    if not _claim_fill(folder, name):
-        log.info(
-            "TRAINING.CACHE: another run is filling the cache %s; this run reads the images "
-            "without it.",
-            os.path.join(folder, name),
-        )
-        return None
-    for entry in os.scandir(folder):  # a crashed run's partial files and lock files
-        if entry.name.startswith((f"{name}.", f"{name}_")):
-            os.remove(entry.path)
-    return os.path.join(folder, name)
-
-
-def _claim_fill(folder: str, name: str) -> bool:
-    """Whether this process may write the cache ``name``: it holds (until it ends) the lock
-    that keeps a concurrent run, say another queued experiment, from writing or clearing the
-    same files."""
-    path = os.path.join(folder, f"lock-{name}")
-    if path in _FILL_LOCKS:
-        return True
-    try:
-        _FILL_LOCKS[path] = zc.lockfile.LockFile(path, content_template="pid {pid} on {hostname}")
-    except zc.lockfile.LockError:
-        return False
-    return True

@@ -70,6 +70,10 @@ class RemoteCache:
         max_bytes: the size the fetched files may take before the least recently used go.
     """
 
+    # How the warning of a cache over its limit names it and its setting.
+    description = "remote cache"
+    limit_key = "DATA.REMOTE_CACHE_MAX_GB"
+
     def __init__(self, folder: Path, max_bytes: int) -> None:
         self.folder = Path(folder)
         self.max_bytes = max_bytes
@@ -158,15 +162,17 @@ class RemoteCache:
         path.mkdir(parents=True)
         return path
 
-    def evict(self) -> None:
-        """Delete the least recently used files while the cache is over its limit, sparing
-        those used since the oldest running process began; one process at a time."""
+    def evict(self, room: int = 0) -> None:
+        """Delete the least recently used files while the cache (plus ``room`` bytes about to
+        be added) is over its limit, sparing those used since the oldest running process
+        began; one process at a time."""
         try:
             lock = zc.lockfile.LockFile(str(self.folder / ".evict.lock"))
         except zc.lockfile.LockError:
             return  # another process is evicting now
         try:
             entries, total = self._entries()
+            total += room
             if total <= self.max_bytes:
                 return
             spared_from = self._oldest_lease_start()
@@ -178,11 +184,13 @@ class RemoteCache:
             if total > self.max_bytes and not self._warned:
                 self._warned = True
                 log.warning(
-                    "The remote cache %s holds %.1f GB, over DATA.REMOTE_CACHE_MAX_GB (%.1f): "
-                    "running jobs still use those files. Raise the limit if this run's data is "
-                    "larger than it, or the next runs fetch it again.",
+                    "The %s %s holds %.1f GB, over %s (%.1f): running jobs still use those "
+                    "files. Raise the limit if this run's data is larger than it, or the next "
+                    "runs fill it again.",
+                    self.description,
                     self.folder,
                     total / GB,
+                    self.limit_key,
                     self.max_bytes / GB,
                 )
         finally:

@@ -106,7 +106,7 @@ def _train(params: Params, paths: ModelPaths) -> TrainingResult:
     local_train, local_val = (local_rows[table.split == s] for s in ("train", "validation"))
     # BATCH_SIZE is per replica; the global batch grows with the number of devices.
     batch_size = params.TRAINING.BATCH_SIZE * strategy.num_replicas_in_sync
-    inputs = DatasetOptions.from_params(params.TRAINING)  # cache, shuffle, augmentation
+    inputs = DatasetOptions.from_params(params.TRAINING, params.DATA.REMOTE_CACHE_DIR)
     train_data = task.dataset(local_train, batch_size, shuffle_seed=seed, options=inputs)
     val_data = (
         task.dataset(local_val, batch_size, shuffle_seed=None, options=inputs.for_evaluation())

@@ -8,6 +8,7 @@ import copy
 import functools
 import http.server
 import logging
+import os
 import threading
 import uuid
 from dataclasses import dataclass
@@ -28,6 +29,14 @@ def _work_in_tmp_path(tmp_path, monkeypatch):
     """Run every test in its own folder, so outputs written relative to the working directory
     (DVCLive's dvclive/, say) never land in the repository."""
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _user_cache_in_tmp(tmp_path_factory):
+    """The user's cache folder (``$XDG_CACHE_HOME/kerapipe``: remote files, decoded images)
+    in a temporary folder, shared by the session's tests (and the `dvc` they run) as by a
+    user's runs, never the real ~/.cache."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("user-cache"))
 
 
 @pytest.fixture(scope="session")

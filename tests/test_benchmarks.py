@@ -17,6 +17,10 @@ ROWS = {
         "fit throughput vs pydataset",
         "TRAINING.CACHE: memory",
     ],
+    "input": [
+        "input pipeline, 640x480 JPEG -> 299x299, first epoch, from JPEG",
+        "input pipeline, 640x480 JPEG -> 299x299, cached epochs",
+    ],
     "remote": ["fit throughput, images in S3", "first fetch of 96 images from S3"],
     "predict": ["predict throughput vs model.predict"],
     "inventory": [

@@ -218,6 +218,13 @@ def test_output_folders_may_not_overlap_inputs(default_params, tmp_path, key, va
 
 
 def test_cache_folder_may_not_be_inside_the_data(default_params, tmp_path):
-    default_params["TRAINING"]["CACHE"] = "data/digits/train/.cache"
+    default_params["TRAINING"]["CACHE_DIR"] = "data/digits/train/.cache"
     message = error_for(tmp_path, default_params)
-    assert "TRAINING.CACHE" in message and "overlaps INVENTORY_DATA_DIR" in message
+    assert "TRAINING.CACHE_DIR" in message and "overlaps INVENTORY_DATA_DIR" in message
+    default_params["TRAINING"]["CACHE_DIR"] = "models/digits_cnn/decoded"  # DVC clears it
+    message = error_for(tmp_path, default_params)
+    assert "TRAINING.CACHE_DIR" in message and "overlaps TRAINING_MODEL_DIR" in message
+    # Beside (in) the remote cache folder is where it lives by default: no overlap there.
+    default_params["DATA"]["REMOTE_CACHE_DIR"] = str(tmp_path / "kp-cache")
+    default_params["TRAINING"]["CACHE_DIR"] = str(tmp_path / "kp-cache" / "decoded")
+    assert load_params(write(tmp_path, default_params)).TRAINING.CACHE_DIR.endswith("decoded")

@@ -21,7 +21,6 @@ from kerapipe.augmentations import augment, build_augmentations  # noqa: E402
 from kerapipe.config import AugmentationSpec  # noqa: E402
 from kerapipe.datasets import (  # noqa: E402
     DatasetOptions,
-    cache_prefix,
     image_dataset,
     repeated,
     single_pass,
@@ -96,11 +95,16 @@ def test_cache_gives_the_same_batches_as_no_cache(images, tmp_path, augmented):
     augmentations = tuple(build_augmentations(specs())) if augmented else ()
     plain = epochs(build(images, augmentations=augmentations))
     assert_same(plain, epochs(build(images, cache="memory", augmentations=augmentations)))
-    folder = str(tmp_path / "cache")
-    assert_same(plain, epochs(build(images, cache=folder, augmentations=augmentations)))
-    # The second build reads the finished cache files instead of decoding.
-    assert any(name.endswith(".index") for name in os.listdir(folder))
-    assert_same(plain, epochs(build(images, cache=folder, augmentations=augmentations)))
+    on_disk = {"cache": "disk", "cache_dir": str(tmp_path / "cache")}
+    assert_same(plain, epochs(build(images, augmentations=augmentations, **on_disk)))
+    # The second build reads the decoded cache instead of decoding.
+    filled = DatasetOptions(**on_disk).store().filled
+    assert filled == 20
+    assert_same(plain, epochs(build(images, augmentations=augmentations, **on_disk)))
+    assert DatasetOptions(**on_disk).store().filled == filled
+    # Memory over disk: the same batches again, shuffled after the in-memory cache.
+    in_memory = {**on_disk, "cache": "memory"}
+    assert_same(plain, epochs(build(images, augmentations=augmentations, **in_memory)))
 
 
 def test_unshuffled_dataset_keeps_file_order(images):
@@ -109,12 +113,12 @@ def test_unshuffled_dataset_keeps_file_order(images):
     assert np.concatenate([y.numpy() for _, y in data]).tolist() == labels.tolist()
 
 
-@pytest.mark.parametrize("cache", ["none", "memory"])
-def test_repeated_dataset_gives_every_image_once_per_epoch_reshuffled(images, cache):
+@pytest.mark.parametrize("cache", ["none", "disk", "memory"])
+def test_repeated_dataset_gives_every_image_once_per_epoch_reshuffled(images, cache, tmp_path):
     """fit(steps_per_epoch=batches) on the endless dataset sees the same epochs as fit on
     the finite one: each pass holds every image once, in a new seeded order."""
-    finite = build(images, cache=cache)
-    endless, batches = repeated(build(images, cache=cache))
+    finite = build(images, cache=cache, cache_dir=str(tmp_path))
+    endless, batches = repeated(build(images, cache=cache, cache_dir=str(tmp_path)))
     assert batches == 3  # 20 images in batches of 8
     stream = iter(endless)
     passes = [[next(stream) for _ in range(batches)] for _ in range(3)]
@@ -140,25 +144,6 @@ def test_single_pass_turns_autotune_off_and_keeps_every_batch_in_order(images):
     got = [batch.numpy() for batch in once]
     assert len(got) == len(expected) == 3
     assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
-
-
-def test_file_cache_name_follows_data_and_input_shape(images, tmp_path):
-    paths, labels = images
-    folder = str(tmp_path)
-    first = cache_prefix(folder, paths, labels, SHAPE)
-    assert first == cache_prefix(folder, paths, labels, SHAPE)
-    assert first != cache_prefix(folder, paths, labels, (32, 32, 3))
-    assert first != cache_prefix(folder, paths[:-1], labels[:-1], SHAPE)
-    assert first != cache_prefix(folder, paths, labels[::-1].copy(), SHAPE)
-
-
-def test_a_crashed_runs_partial_cache_is_removed(images, tmp_path):
-    paths, labels = images
-    prefix = cache_prefix(str(tmp_path), paths, labels, SHAPE)
-    stale = tmp_path / (prefix.rsplit("/", 1)[1] + "_0.lockfile")
-    stale.write_text("left by a killed run")
-    cache_prefix(str(tmp_path), paths, labels, SHAPE)
-    assert not stale.exists()
 
 
 def test_augmentation_is_deterministic_for_a_seed_and_differs_across_seeds(images):
@@ -219,8 +204,10 @@ def test_dataset_options_from_params_and_through_the_task(default_params, images
     )
     data["MODEL"]["MODEL_PARAMS"]["INPUT_SHAPE"] = list(SHAPE)
     params = validate_params(data)
-    options = DatasetOptions.from_params(params.TRAINING)
+    options = DatasetOptions.from_params(params.TRAINING, "~/elsewhere")
     assert options.cache == "memory" and options.shuffle_buffer == 64
+    assert options.cache_dir == os.path.expanduser("~/elsewhere/decoded")
+    assert DatasetOptions.from_params(params.TRAINING).cache_dir.endswith("kerapipe/decoded")
     assert [type(a).__name__ for a in options.augmentations] == ["Flip"]
     assert options.for_evaluation().augmentations == ()
     import pandas as pd
@@ -235,6 +222,9 @@ def test_dataset_options_from_params_and_through_the_task(default_params, images
     ("training", "expected"),
     [
         ({"CACHE": ""}, "TRAINING.CACHE"),
+        ({"CACHE": "/tmp/cache"}, "A folder for the cache goes in TRAINING.CACHE_DIR"),
+        ({"CACHE_DIR": "s3://bucket/cache"}, "TRAINING.CACHE_DIR: must be a local folder"),
+        ({"CACHE_MAX_GB": 0}, "TRAINING.CACHE_MAX_GB"),
         ({"SHUFFLE_BUFFER": 0}, "TRAINING.SHUFFLE_BUFFER"),
         ({"NUM_PARALLEL_CALLS": 0}, "TRAINING.NUM_PARALLEL_CALLS"),
         (

@@ -138,30 +138,3 @@ def test_devices_param_and_late_selection():
 
     with pytest.raises(Exception, match="before tensorflow is imported"):
         select_devices("auto")
-
-
-def test_a_cache_being_filled_by_another_run_is_left_to_it(tmp_path):
-    """Two runs at once with one TRAINING.CACHE folder: the second reads without the cache
-    instead of writing (or clearing) the files the first is writing."""
-    from kerapipe.datasets import cache_prefix
-
-    paths, shape = [str(REPO / "README.md")], (8, 8, 1)
-    code = (
-        "import sys, time; from kerapipe.datasets import cache_prefix; "
-        f"print(cache_prefix({str(tmp_path)!r}, {paths!r}, None, {shape!r}), flush=True); "
-        "time.sleep(600)"
-    )
-    other = start([sys.executable, "-c", code], REPO)
-    try:
-        os.set_blocking(other.stdout.fileno(), True)
-        prefix = ""
-        while not prefix.startswith(str(tmp_path)):
-            prefix = other.stdout.readline().strip()
-            assert prefix or other.poll() is None
-        (tmp_path / (os.path.basename(prefix) + "_0.lockfile")).write_text("being written")
-        assert cache_prefix(str(tmp_path), paths, None, shape) is None
-        assert (tmp_path / (os.path.basename(prefix) + "_0.lockfile")).exists()  # untouched
-    finally:
-        kill(other)
-    assert cache_prefix(str(tmp_path), paths, None, shape) == prefix  # its writer is gone
-    assert not (tmp_path / (os.path.basename(prefix) + "_0.lockfile")).exists()

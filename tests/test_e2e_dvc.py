@@ -88,6 +88,8 @@ def test_repro_then_experiment(project):
     assert "Stage 'inventory' didn't change" in experiment.stdout
     # Every stage has run (the samples too), so DVC finds every output's hash in dvc.lock.
     assert "No file hash info" not in experiment.stdout + experiment.stderr
+    # Decoded once: the experiment reads the decoded image cache the first run filled.
+    assert "into the cache" not in experiment.stdout + experiment.stderr
 
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project).stdout)
     changed = diff["dvclive/metrics.json"]

@@ -181,12 +181,16 @@ def test_dataset_shapes_dtypes_and_mask_values(shapes, tmp_path):
 
     from kerapipe.datasets import DatasetOptions
 
-    for cache in ("memory", str(tmp_path / "cache")):
-        cached = task.dataset(table, 24, shuffle_seed=None, options=DatasetOptions(cache=cache))
+    # Through the one input pipeline's decoded cache: images and masks each have entries.
+    for cache in ("disk", "memory", "disk"):  # the last build reads what the first filled
+        options = DatasetOptions(cache=cache, cache_dir=str(tmp_path / "cache"))
+        cached = task.dataset(table, 24, shuffle_seed=None, options=options)
         for _ in range(2):  # the second pass reads the cache
             again_images, again_masks = next(iter(cached))
             np.testing.assert_array_equal(again_masks.numpy(), expected)
             np.testing.assert_array_equal(again_images.numpy(), images.numpy())
+    assert options.store().filled == 2 * len(table)  # each image and each mask, once
+    assert len(list((tmp_path / "cache" / "files").rglob("*.u8"))) == 2 * len(table)
 
     small = make_task(tmp_path, shapes / "train", {"MODEL.MODEL_PARAMS.INPUT_SHAPE": [16, 24, 3]})
     images, masks = next(iter(small.dataset(table, batch_size=8, shuffle_seed=3)))

@@ -273,75 +273,23 @@ class SegmentationTask(Task):
         shuffle_seed: int | None,
         options: DatasetOptions | None = None,
     ):
-        """Batches of (image float32 0-255 ``(h, w, c)``, mask int32 ``(h, w)``).
+        """Batches of (image float32 0-255 ``(h, w, c)``, mask int32 ``(h, w)``), from the
+        one input pipeline of every task (``kerapipe.datasets.image_dataset``): both resized
+        to ``INPUT_SHAPE`` (the mask nearest-neighbour, so its values stay class indices),
+        cached decoded, shuffled and batched as images of any task; the augmentations move
+        image and mask alike (geometric ones; the mask nearest-neighbour)."""
+        from kerapipe.datasets import image_dataset
 
-        Both are resized to ``INPUT_SHAPE``: the image bilinearly, the mask with nearest
-        neighbour, so its values stay class indices. ``options`` work as for
-        ``kerapipe.datasets.image_dataset`` (cache, shuffle buffer, parallel calls); their
-        augmentations move image and mask alike (geometric ones; the mask nearest-neighbour).
-        """
-        import tensorflow as tf
-
-        from kerapipe.datasets import (
-            AUTOTUNE,
-            FILE_CACHE_SHUFFLE_BUFFER,
-            DatasetOptions,
-            Decoding,
-            cache_prefix,
-            decode_image,
-            readable_images,
+        return image_dataset(
+            list(table.filepath),
+            None,
+            self.input_shape,
+            batch_size,
+            shuffle_seed,
+            options,
+            self.params.PIPELINE.MAX_IMAGE_PIXELS,
+            masks=list(table.mask_path),
         )
-
-        options = options or DatasetOptions()
-        shape, count = self.input_shape, len(table)
-        images, masks = list(table.filepath), list(table.mask_path)
-        max_pixels = self.params.PIPELINE.MAX_IMAGE_PIXELS
-        infos = readable_images(images, max_pixels)  # decoders and EXIF orientations
-        decoding = Decoding.of(infos, max_pixels)
-        data = tf.data.Dataset.from_tensor_slices(
-            (
-                tf.constant(images, dtype=tf.string),
-                tf.constant([info.route for info in infos], dtype=tf.int32, shape=[count]),
-                tf.constant([info.orientation for info in infos], dtype=tf.int32, shape=[count]),
-                tf.constant(masks, dtype=tf.string),
-            )
-        )
-        calls = options.parallel_calls
-
-        def decode(image, route, orientation, mask):
-            pixels = decode_image(image, shape, route, orientation, decoding)
-            return pixels, load_mask(mask, shape[:2], dtype=tf.uint8)
-
-        def shuffle(data, buffer):
-            return data.shuffle(max(1, buffer), seed=shuffle_seed, reshuffle_each_iteration=True)
-
-        if options.cache == "none":
-            if shuffle_seed is not None:
-                data = shuffle(data, options.shuffle_buffer or count)
-            data = data.map(decode, num_parallel_calls=calls)
-        else:
-            data = data.map(decode, num_parallel_calls=calls)
-            if options.cache == "memory":
-                data, buffer = data.cache(), count
-            else:  # the cache name hashes images and masks (paths, sizes, times) and the shape
-                prefix = cache_prefix(options.cache, images + masks, None, [*shape, "mask"])
-                data = data.cache(prefix) if prefix else data
-                buffer = FILE_CACHE_SHUFFLE_BUFFER
-            if shuffle_seed is not None:
-                data = shuffle(data, options.shuffle_buffer or min(buffer, count))
-        if options.augmentations:
-            from kerapipe.augmentations import augment
-
-            augmentations = options.augmentations
-            seeds = tf.data.Dataset.random(seed=shuffle_seed or 0, rerandomize_each_iteration=True)
-            data = tf.data.Dataset.zip(data, seeds.batch(2, drop_remainder=True))
-            data = data.map(
-                lambda pair, seed: augment(pair[0], seed, augmentations, mask=pair[1]),
-                num_parallel_calls=calls,
-            )
-        data = data.batch(batch_size)
-        data = data.map(lambda image, mask: (tf.cast(image, tf.float32), tf.cast(mask, tf.int32)))
-        return data.prefetch(AUTOTUNE)
 
     def log_evaluation(self, live, model, rows: pd.DataFrame, data) -> pd.DataFrame:
         """From one pass over the validation set: per-class IoU and Dice (with the
@@ -555,19 +503,6 @@ class SegmentationTask(Task):
         if stale:
             log.info("Removed %d mask(s) of an earlier prediction from %s.", len(stale), masks_dir)
         return out
-
-
-def load_mask(path, size, dtype=None):
-    """Read a mask PNG, resize it with nearest neighbour to ``size``: ``(h, w)`` of ``dtype``
-    (int32 by default; the values are the PNG's class indices, unchanged)."""
-    import tensorflow as tf
-
-    height, width = size
-    mask = tf.io.decode_png(tf.io.read_file(path), channels=1)
-    mask = tf.image.resize(mask, (height, width), method="nearest")
-    mask = tf.cast(mask[:, :, 0], dtype or tf.int32)
-    mask.set_shape((height, width))
-    return mask
 
 
 def encode_mask(mask: np.ndarray) -> bytes:

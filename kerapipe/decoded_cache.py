@@ -1,0 +1,133 @@
+"""Decode once: a bounded local cache of decoded, resized uint8 images (and masks) that later
+epochs, later runs and every experiment of a ``dvc exp run`` sweep read instead of decoding.
+
+An entry is one file's pixels at one input shape: ``files/<ab>/<key>.u8`` under the cache
+folder (``TRAINING.CACHE_DIR``; by default ``decoded/`` in the remote cache folder,
+``~/.cache/kerapipe/decoded``, outside every project, so DVC neither tracks nor clears it).
+The key hashes the file's content (not its path or time: a queued experiment's copy of the
+data hits the same entries), the input shape, what is decoded (image or mask) and
+``CACHE_FORMAT``, which names the decode code's version: change it when the pixels change.
+
+An entry holds the raw pixels, then their 8-byte FarmHash fingerprint (``tf.fingerprint``),
+so the read in the tf.data pipeline (pure graph ops, no Python per image) knows a damaged
+entry from a good one; a damaged one is decoded from its file instead and written again.
+Entries missing, or of the wrong size (a partial file), are filled before the first epoch by
+a parallel tf.data decode; each is written under a hidden temporary name and renamed into
+place, so processes filling one cache at once never see part of an entry (two writing the
+same one write the same bytes). Size, leases and eviction are the remote cache's
+(kerapipe/remote_cache.py): past ``TRAINING.CACHE_MAX_GB`` the least recently used entries go,
+never one a running process uses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from kerapipe.remote_cache import GB, RemoteCache, _write, default_folder
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = "kerapipe-decoded-1"  # part of every key: change it when decoded pixels change
+TRAILER = 8  # bytes of the fingerprint after the pixels
+SUFFIX = ".u8"
+_CACHES: dict[tuple[str, int], DecodedCache] = {}
+
+
+def default_cache_folder(remote_cache_dir: str | None = None) -> Path:
+    """``decoded/`` in the remote cache folder (``DATA.REMOTE_CACHE_DIR``, by default
+    ``$XDG_CACHE_HOME/kerapipe``): outside the project, shared by its experiments."""
+    base = Path(os.path.expanduser(remote_cache_dir)) if remote_cache_dir else default_folder()
+    return base / "decoded"
+
+
+def decoded_cache(folder: str | os.PathLike, max_gb: float) -> DecodedCache:
+    """The cache in ``folder``, one object per process (its lease is taken once)."""
+    path = Path(os.path.expanduser(str(folder)))
+    key = (os.path.abspath(path), int(max_gb * GB))
+    if key not in _CACHES:
+        _CACHES[key] = DecodedCache(path, key[1])
+    return _CACHES[key]
+
+
+def content_digests(paths: Sequence[str], threads: int = 8) -> list[str]:
+    """A BLAKE2 hash of each file's bytes (read in threads: hashing releases the GIL)."""
+
+    def digest(path: str) -> str:
+        hashed = hashlib.blake2b()
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                hashed.update(chunk)
+        return hashed.hexdigest()[:32]
+
+    with ThreadPoolExecutor(min(threads, max(1, len(paths)))) as pool:
+        return list(pool.map(digest, paths, chunksize=64))
+
+
+class DecodedCache(RemoteCache):
+    """Decoded pixels by content and shape; see the module docstring.
+
+    Args:
+        folder: the cache folder (created when first used).
+        max_bytes: the size the entries may take before the least recently used go.
+    """
+
+    description = "decoded image cache"
+    limit_key = "TRAINING.CACHE_MAX_GB"
+
+    def __init__(self, folder: Path, max_bytes: int) -> None:
+        super().__init__(folder, max_bytes)
+        self.filled = 0  # entries this process decoded and wrote (before the epochs)
+        self.rebuilt = 0  # damaged entries found by the pipeline's read, decoded again
+
+    def entry_paths(self, digests: Sequence[str], kind: str, shape: Sequence[int]) -> list[str]:
+        """Where the entry of each file (by its content digest) decoded as ``kind`` at
+        ``shape`` lives."""
+        tag = f"{CACHE_FORMAT}|{kind}|{list(shape)}|"
+        paths = []
+        for digest in digests:
+            key = hashlib.sha256((tag + digest).encode()).hexdigest()[:40]
+            paths.append(str(self.files / key[:2] / f"{key}{SUFFIX}"))
+        return paths
+
+    def prepare(
+        self, entries: Sequence[str], entry_bytes: int, fill: Callable[[list[int]], bool]
+    ) -> bool:
+        """Make every entry present: mark them used, make room, and call ``fill`` with the
+        positions of those missing or of the wrong size (it says whether it wrote them all).
+        False when they cannot all fit under the limit (with a warning) or were not all
+        written: the caller then decodes every epoch."""
+        self.lease()
+        size = entry_bytes + TRAILER
+        needed = size * len(set(entries))
+        if needed > self.max_bytes:
+            log.warning(
+                "The decoded images take %.2f GB, more than TRAINING.CACHE_MAX_GB (%.2f): "
+                "decoding them every epoch instead. Raise the limit to cache them.",
+                needed / GB,
+                self.max_bytes / GB,
+            )
+            return False
+        self.touch(Path(entry) for entry in entries)
+        missing = [i for i, entry in enumerate(entries) if _size(entry) != size]
+        if missing:
+            self.evict(room=size * len({entries[i] for i in missing}))
+            return fill(missing)
+        return True
+
+    def write(self, entry: str, pixels: np.ndarray, fingerprint: np.ndarray) -> None:
+        """Write one entry (pixels, then their fingerprint) atomically."""
+        _write(Path(entry), pixels.tobytes() + fingerprint.tobytes())
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return -1

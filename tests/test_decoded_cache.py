@@ -1,0 +1,275 @@
+"""Decode once (kerapipe/decoded_cache.py): the decoded image cache on real files, real
+TensorFlow and real processes. A later build reads the entries instead of decoding; keys follow
+the files' content and the input shape; the size bound evicts; two processes fill one cache at
+once; a damaged entry is found and written again; training is the same with or without it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.helpers import REPO, tool_env
+
+tf = pytest.importorskip("tensorflow")
+
+from kerapipe.datasets import DatasetOptions, image_dataset  # noqa: E402
+from kerapipe.decoded_cache import TRAILER, content_digests, decoded_cache  # noqa: E402
+
+SHAPE = (16, 16, 3)
+ENTRY = 16 * 16 * 3 + TRAILER
+
+
+def write_images(folder: Path, count: int, seed: int = 0) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        pixels = rng.integers(0, 256, size=(20 + i % 7, 30, 3), dtype=np.uint8)
+        path = folder / f"img_{i:03d}.{'png' if i % 2 else 'jpg'}"
+        Image.fromarray(pixels).save(path)
+        paths.append(str(path))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> list[str]:
+    return write_images(tmp_path_factory.mktemp("images"), 20)
+
+
+def batches(paths, cache="none", folder=None, shape=SHAPE, max_gb=1.0, seed=5):
+    options = DatasetOptions(cache=cache, cache_dir=str(folder), cache_max_gb=max_gb)
+    labels = np.arange(len(paths), dtype=np.int32)
+    data = image_dataset(paths, labels, shape, 8, seed, options)
+    return [(x.numpy(), y.numpy()) for _ in range(2) for x, y in data]
+
+
+def same(a, b) -> bool:
+    pairs = zip(a, b, strict=False)
+    return len(a) == len(b) and all(
+        np.array_equal(xa, xb) and np.array_equal(ya, yb) for (xa, ya), (xb, yb) in pairs
+    )
+
+
+def entries(folder: Path) -> list[Path]:
+    return sorted((folder / "files").rglob("*.u8"))
+
+
+def in_process(folder: Path, paths: list[str], max_gb: float = 1.0) -> dict:
+    """Build and read the dataset of ``paths`` in a fresh Python process with the cache in
+    ``folder``; its counts of entries decoded (filled) and found damaged (rebuilt)."""
+    script = textwrap.dedent(
+        f"""
+        import json, numpy as np
+        from kerapipe.datasets import DatasetOptions, image_dataset
+        options = DatasetOptions(cache="disk", cache_dir={str(folder)!r}, cache_max_gb={max_gb})
+        paths = {paths!r}
+        data = image_dataset(paths, np.zeros(len(paths), np.int32), {SHAPE!r}, 8, 1, options)
+        for _ in data:
+            pass
+        store = options.store()
+        print("RESULT", json.dumps({{"filled": store.filled, "rebuilt": store.rebuilt}}))
+        """
+    )
+    return _result(_start(script))
+
+
+def _start(script: str) -> subprocess.Popen:
+    env = {**tool_env(), "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
+def _result(process: subprocess.Popen) -> dict:
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-3000:]
+    line = [ln for ln in out.splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT ") :])
+
+
+def test_a_later_build_reads_the_entries_and_decodes_nothing(images, tmp_path):
+    folder = tmp_path / "cache"
+    plain = batches(images)
+    assert in_process(folder, images) == {"filled": 20, "rebuilt": 0}  # a first run
+    assert len(entries(folder)) == 20 and {p.stat().st_size for p in entries(folder)} == {ENTRY}
+    assert in_process(folder, images) == {"filled": 0, "rebuilt": 0}  # a later run
+    store = decoded_cache(folder, 1.0)
+    assert same(batches(images, "disk", folder), plain) and store.filled == 0
+    # The pixels come from the entries: a sound entry of other pixels is what training sees.
+    (digest,) = content_digests(images[:1])
+    (entry,) = store.entry_paths([digest], "image", SHAPE)
+    black = np.zeros(SHAPE, np.uint8)
+    store.write(entry, black, tf.fingerprint(black.reshape(1, -1))[0].numpy())
+    data = image_dataset(images[:1], None, SHAPE, 1, None, DatasetOptions("disk", str(folder)))
+    assert not next(iter(data)).numpy().any()
+    assert store.filled == 0 and store.rebuilt == 0
+
+
+def test_keys_follow_content_and_input_shape_not_paths(images, tmp_path):
+    store = decoded_cache(tmp_path / "cache", 1.0)
+    digests = content_digests(images)
+    keys = store.entry_paths(digests, "image", SHAPE)
+    assert len(set(keys)) == 20 and keys == store.entry_paths(digests, "image", SHAPE)
+    assert set(keys).isdisjoint(store.entry_paths(digests, "image", (16, 24, 3)))
+    assert set(keys).isdisjoint(store.entry_paths(digests, "mask", SHAPE))
+    # A copy of the data elsewhere (a queued experiment's workspace) has the same keys...
+    copies = write_images(tmp_path / "copy", 20)
+    assert store.entry_paths(content_digests(copies), "image", SHAPE) == keys
+    # ... a changed file a new one, the others unchanged.
+    Image.fromarray(np.full((20, 30, 3), 7, np.uint8)).save(copies[0])
+    changed = store.entry_paths(content_digests(copies), "image", SHAPE)
+    assert changed[0] != keys[0] and changed[1:] == keys[1:]
+    # A build at another shape, or of the changed data, decodes only what is new.
+    folder = tmp_path / "cache"
+    batches(images, "disk", folder)
+    assert store.filled == 20
+    batches(copies, "disk", folder)
+    assert store.filled == 21
+    assert same(batches(copies, "disk", folder, shape=(8, 8, 3)), batches(copies, shape=(8, 8, 3)))
+    assert store.filled == 41 and len(entries(folder)) == 41
+
+
+def test_the_size_bound_evicts_the_least_recently_used(tmp_path):
+    """Entries of an ended process go, least recently used first, to make room for a new
+    run's; a run whose images alone pass the bound decodes every epoch instead."""
+    folder = tmp_path / "cache"
+    old = write_images(tmp_path / "old", 20, seed=1)
+    new = write_images(tmp_path / "new", 20, seed=2)
+    max_gb = 30 * ENTRY / 1e9  # room for 30 entries
+    assert in_process(folder, old, max_gb)["filled"] == 20
+    first_ten = decoded_cache(folder, 1.0).entry_paths(content_digests(old[:10]), "image", SHAPE)
+    assert in_process(folder, old[:10], max_gb)["filled"] == 0  # these ten used again, later
+    assert in_process(folder, new, max_gb)["filled"] == 20
+    left = entries(folder)
+    assert len(left) == 30 and sum(p.stat().st_size for p in left) <= max_gb * 1e9
+    assert {str(p) for p in left} >= set(first_ten)  # the ten older ones went
+    # 40 images never fit under a bound of 30: no entry is written, the batches stay right.
+    store = decoded_cache(folder, max_gb)
+    assert same(batches(old + new, "disk", folder, max_gb=max_gb), batches(old + new))
+    assert store.filled == 0 and len(entries(folder)) == 30
+
+
+def test_two_processes_filling_one_cache_at_once(tmp_path):
+    folder = tmp_path / "cache"
+    paths = write_images(tmp_path / "many", 60)
+    script = textwrap.dedent(
+        f"""
+        import json, numpy as np
+        from kerapipe.datasets import DatasetOptions, image_dataset
+        options = DatasetOptions(cache="disk", cache_dir={str(folder)!r})
+        paths = {paths!r}
+        data = image_dataset(paths, np.zeros(60, np.int32), {SHAPE!r}, 8, 1, options)
+        count = sum(int(x.shape[0]) for x, _ in data)
+        print("RESULT", json.dumps({{"filled": options.store().filled, "count": count}}))
+        """
+    )
+    first, second = _start(script), _start(script)
+    results = [_result(first), _result(second)]
+    assert all(result["count"] == 60 for result in results)
+    assert sum(result["filled"] for result in results) >= 60  # both filled, overlapping
+    assert len(entries(folder)) == 60 and not list((folder / "files").rglob(".*"))
+    store = decoded_cache(folder, 1.0)
+    assert same(batches(paths, "disk", folder), batches(paths))  # every entry sound
+    assert store.filled == 0 and store.rebuilt == 0
+
+
+def test_a_damaged_or_partial_entry_is_found_and_written_again(images, tmp_path):
+    folder = tmp_path / "cache"
+    plain = batches(images)
+    store = decoded_cache(folder, 1.0)
+    assert same(batches(images, "disk", folder), plain) and store.filled == 20
+    keys = store.entry_paths(content_digests(images), "image", SHAPE)
+    partial, flipped = Path(keys[3]), Path(keys[8])
+    sound = partial.read_bytes(), flipped.read_bytes()
+    partial.write_bytes(sound[0][:100])  # a write cut short
+    damaged = bytearray(sound[1])
+    damaged[17] ^= 0xFF  # one byte changed on disk: same size
+    flipped.write_bytes(bytes(damaged))
+    assert same(batches(images, "disk", folder), plain)
+    assert store.filled == 21  # the partial entry, again before the epochs
+    assert store.rebuilt >= 1  # the changed one, found by its fingerprint when read
+    assert (partial.read_bytes(), flipped.read_bytes()) == sound
+    rebuilt = store.rebuilt
+    assert same(batches(images, "disk", folder), plain) and store.rebuilt == rebuilt
+
+
+def test_memory_cache_holds_the_images_and_gives_the_same_batches(images, tmp_path):
+    plain = batches(images)
+    assert same(batches(images, "memory", tmp_path / "cache"), plain)
+    assert len(entries(tmp_path / "cache")) == 20  # filled on disk too, for the next run
+
+
+@pytest.mark.e2e
+def test_training_is_the_same_with_and_without_the_cache(make_params, tmp_path):
+    """Weights and history of a run without the cache, one that fills it, one that reads it
+    and one in memory: identical. The reading run decodes nothing."""
+    import keras
+
+    from kerapipe.config import load_params
+    from kerapipe.inventory import run_inventory
+    from kerapipe.train import run_training
+
+    folder = tmp_path / "decoded"
+    runs = {}
+    for name, cache in [("none", "none"), ("fill", "disk"), ("hit", "disk"), ("mem", "memory")]:
+        _, path = make_params(
+            {
+                "TRAINING.NUM_EPOCHS": 2,
+                "TRAINING.FORCE": True,
+                "TRAINING.CACHE": cache,
+                "TRAINING.CACHE_DIR": str(folder),
+                "TRAINING.AUGMENTATIONS": [{"AUGMENTATION_NAME": "flip"}],
+                "DATA.TRAINING_MODEL_NAME": f"run_{name}",
+            }
+        )
+        params = load_params(path)
+        if not runs:
+            run_inventory(params)
+        store = decoded_cache(folder, params.TRAINING.CACHE_MAX_GB)
+        filled = store.filled
+        result = run_training(params)
+        model = keras.saving.load_model(result.model_path)
+        runs[name] = (model.get_weights(), result.history, store.filled - filled)
+    count = len(list((folder / "files").rglob("*.u8")))
+    assert runs["fill"][2] == count > 0 and runs["hit"][2] == 0 and runs["mem"][2] == 0
+    weights, history, _ = runs["none"]
+    for name in ("fill", "hit", "mem"):
+        assert runs[name][1] == history, name
+        for ours, theirs in zip(runs[name][0], weights, strict=True):
+            np.testing.assert_array_equal(ours, theirs)
+
+
+def test_the_cached_read_has_no_stateful_op_so_the_map_stays_parallel(images, tmp_path):
+    """The read of an entry, with the decode and rewrite standing by for a damaged one, holds
+    no stateful op: tf.data would run the map on one thread under op determinism."""
+    from tensorflow.python.framework import op_def_registry
+
+    from kerapipe.datasets import _Files, _routes, decode_image, readable_images
+
+    routes, turns = _routes(readable_images(images))
+    column = _Files(
+        "image", SHAPE, images, (tf.constant(images), routes, turns),
+        lambda path, route, turn: decode_image(path, SHAPE, route, turn),
+    )  # fmt: skip
+    load, tensors = column.loader(decoded_cache(tmp_path / "cache", 1.0), 1)
+    specs = [tf.TensorSpec([], tensor.dtype) for tensor in tensors]
+    graph = tf.function(load).get_concrete_function(*specs).graph.as_graph_def()
+    ops = {node.op for node in graph.node}
+    ops |= {node.op for function in graph.library.function for node in function.node_def}
+    assert {"ReadFile", "Fingerprint", "StatelessIf", "PyFuncStateless", "DecodeJpeg"} <= ops
+    assert not [op for op in ops if op_def_registry.get(op).is_stateful]
+
+
+def test_the_memory_cache_is_used_only_when_it_fits():
+    from kerapipe.datasets import memory_fits
+
+    assert memory_fits(1) and memory_fits(2**20)
+    assert not memory_fits(2**60)  # an exabyte: the disk cache alone, with a warning
