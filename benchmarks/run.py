@@ -51,6 +51,9 @@ CACHED_EPOCHS = 3  # epochs timed after the first in the input row
 # One H100 trains Xception at 1,636 images/s (Keras 3 on JAX, mixed_bfloat16, 299x299, data in
 # memory); 1.1x that from the 16 cores of such a host is 113 images/s per core (issue 12).
 PER_CORE_TARGET = math.ceil(1.1 * 1636 / 16)  # 113
+# The whole-command rows: epochs on the digits sample (as params.yaml) and on the tree.
+COMMAND_EPOCHS = {"full": {"digits": 15, "tree": 5}, "quick": {"digits": 2, "tree": 1}}
+COMMAND_TARGETS = {"digits": 0.8, "tree": 0.6}  # kerapipe's wall time / the script's
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -88,6 +91,13 @@ def worker(kind: str, spec: dict, cwd: Path | None = None) -> dict:
 
 def timed_child(args: list[str], cwd: Path | None = None) -> tuple[float, int]:
     """Wall time (s) and peak RSS (bytes) of one child process, measured on that child alone."""
+    usage = measured_child(args, cwd)
+    return usage["wall"], usage["rss"]
+
+
+def measured_child(args: list[str], cwd: Path | None = None) -> dict[str, float]:
+    """Wall time (s), CPU time (user + system, s) and peak RSS (bytes) of one child process
+    and what it waited for, measured on that child alone (``os.wait4``)."""
     start = time.perf_counter()
     child = subprocess.Popen(
         args, cwd=cwd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -99,7 +109,8 @@ def timed_child(args: list[str], cwd: Path | None = None) -> tuple[float, int]:
         raise RuntimeError(f"{' '.join(args)} failed: {child.stderr.read().decode()[-3000:]}")
     child.stderr.close()
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is KiB on Linux
-    return elapsed, usage.ru_maxrss * scale
+    cpu = usage.ru_utime + usage.ru_stime
+    return {"wall": elapsed, "cpu": cpu, "rss": usage.ru_maxrss * scale}
 
 
 def params_for(data_dir: Path, work: Path, **training) -> dict:
@@ -798,6 +809,90 @@ def bench_dvc(sizes: dict, work: Path, quick: bool) -> list[Row]:
     return [Row(what, f"{med:.2f}", "-", "-", "< 2 s", med < 2)]
 
 
+def bench_command(sizes: dict, digits: Path, tree: Path, work: Path, mode: str) -> list[Row]:
+    """The whole `kerapipe train`, run as a user runs it (a fresh process, TRAINING.FORCE
+    true, after `kerapipe inventory`), against benchmarks/by_hand_train.py, the script a
+    Keras user writes for the same model, data, epochs, batch and split. Each pair runs back
+    to back, the order swapped every pair; the ratio is the median of the pairs' ratios."""
+    from kerapipe.config import validate_params
+    from kerapipe.images import is_image_name
+    from kerapipe.inventory import run_inventory
+
+    default = yaml_load(REPO / "params.yaml")
+    digits_model = default["MODEL"]["MODEL_PARAMS"]
+    cases = {
+        "digits": (digits / "train", digits_model, default["PIPELINE"]["TASK_PARAMS"]),
+        "tree": (tree, {"INPUT_SHAPE": INPUT_SHAPE, "NUM_CLASSES": 10, **MODEL_PARAMS}, None),
+    }
+    rows = []
+    for case, (data, model, task_params) in cases.items():
+        epochs = COMMAND_EPOCHS[mode][case]
+        folder = work / f"command_{case}"
+        params = params_for(data, folder, NUM_EPOCHS=epochs)
+        params["MODEL"]["MODEL_PARAMS"] = model
+        if task_params:
+            params["PIPELINE"]["TASK_PARAMS"] = task_params
+        run_inventory(validate_params(params))
+        path = write_params(folder / "params.yaml", params)
+        height, width, channels = model["INPUT_SHAPE"]
+        simple_cnn = {"FILTERS": [32, 64], "DENSE_UNITS": 128, "DROPOUT": 0.3, **model}
+        contenders = {
+            "kerapipe": [str(BIN / "kerapipe"), "train", "--params", str(path)],
+            "by_hand": [
+                sys.executable,
+                str(HERE / "by_hand_train.py"),
+                str(data),
+                str(folder / "by_hand.keras"),
+                *("--epochs", str(epochs), "--batch-size", str(BATCH_SIZE)),
+                *("--height", str(height), "--width", str(width), "--channels", str(channels)),
+                *("--filters", *map(str, simple_cnn["FILTERS"])),
+                *("--dense-units", str(simple_cnn["DENSE_UNITS"])),
+                *("--dropout", str(simple_cnn["DROPOUT"]), "--seed", str(SEED)),
+            ],
+        }
+        runs: dict[str, list[dict]] = {name: [] for name in contenders}
+        for pair in range(sizes["repeats"]):
+            order = list(contenders) if pair % 2 == 0 else list(contenders)[::-1]
+            for name in order:
+                runs[name].append(measured_child(contenders[name], cwd=folder))
+            log(f"whole command, {case}, pair {pair + 1}: " + ", ".join(
+                f"{name} {runs[name][-1]['wall']:.1f} s" for name in contenders))  # fmt: skip
+        images = sum(map(is_image_name, map(str, Path(data).rglob("*"))))
+        rows.append(command_row(case, images, epochs, runs))
+    return rows
+
+
+def command_row(case: str, images: int, epochs: int, runs: dict[str, list[dict]]) -> Row:
+    """One row: medians of wall time, CPU time and peak RSS, ratios of back-to-back pairs."""
+
+    def median_ratio(key: str) -> float:
+        pairs = zip(runs["kerapipe"], runs["by_hand"], strict=True)
+        return statistics.median(k[key] / b[key] for k, b in pairs)
+
+    med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for n, rs in runs.items()}
+    ratio, target = median_ratio("wall"), COMMAND_TARGETS[case]
+    extra_rss = (med["kerapipe"]["rss"] - med["by_hand"]["rss"]) / 2**20
+    what = "digits sample" if case == "digits" else "synthetic tree"
+    return Row(
+        f"whole `kerapipe train` vs a hand-written script, {what}, {images:,} images, "
+        f"{epochs} epoch{'s' if epochs > 1 else ''} (wall s)",
+        f"{med['kerapipe']['wall']:.1f}",
+        f"{med['by_hand']['wall']:.1f}",
+        f"{ratio:.2f}x",
+        f"<= {target}x",
+        ratio <= target,
+        f"CPU {med['kerapipe']['cpu']:.1f} s vs {med['by_hand']['cpu']:.1f} s "
+        f"({median_ratio('cpu'):.2f}x); peak RSS {med['kerapipe']['rss'] / 2**20:.0f} MiB "
+        f"vs {med['by_hand']['rss'] / 2**20:.0f} ({extra_rss:+.0f} MiB)",
+    )
+
+
+def yaml_load(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
 def count_images(root: Path) -> int:
     return sum(len(os.listdir(root / name)) for name in synthetic.CLASS_NAMES)
 
@@ -830,7 +925,9 @@ def table(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
-BENCHES = ("training", "input", "remote", "predict", "inventory", "startup", "memory", "dvc")
+BENCHES = (
+    "training", "input", "remote", "predict", "inventory", "startup", "memory", "dvc", "command",
+)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -860,7 +957,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{mode} run on {machine()}; data under {root}")
 
     train = None
-    if {"training", "remote", "predict", "memory"} & set(chosen):
+    if {"training", "remote", "predict", "memory", "command"} & set(chosen):
         train = synthetic.make_images(root / f"images_{sizes['train']}", sizes["train"])
     rows: list[Row] = []
     if "training" in chosen:
@@ -875,12 +972,12 @@ def main(argv: list[str] | None = None) -> int:
     if "inventory" in chosen:
         many = synthetic.make_small_files(root / f"small_{sizes['inventory']}", sizes["inventory"])
         rows += bench_inventory(sizes, many, work)
-    if "startup" in chosen:
+    sample = root / "sample"
+    if {"startup", "command"} & set(chosen) and not (sample / "digits" / "train").is_dir():
         from kerapipe.sample_data import write_digits
 
-        sample = root / "sample"
-        if not (sample / "digits" / "train").is_dir():
-            write_digits(sample / "digits")
+        write_digits(sample / "digits")
+    if "startup" in chosen:
         params = json.loads(json.dumps(params_for(sample / "digits" / "train", sample)))
         params["DATA"]["PREDICTION_DATA_DIR"] = str(sample / "digits" / "unlabelled")
         names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -892,6 +989,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += bench_memory(sizes, train, large, work)
     if "dvc" in chosen:
         rows += bench_dvc(sizes, work, args.quick)
+    if "command" in chosen:
+        rows += bench_command(sizes, sample / "digits", train, work, mode)
 
     minutes = (time.perf_counter() - started) / 60
     print(f"\nkerapipe benchmarks ({mode}; medians of {sizes['repeats']} runs unless noted)")

@@ -52,6 +52,24 @@ def storage_errors(writing: str, then: str = "run it again") -> Iterator[None]:
         ) from None
 
 
+def link_or_copy(source: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Put ``source``'s content at ``final`` atomically: a hard link (no bytes copied) where
+    the file system has them, else a copy. Both names then hold the same bytes; neither may
+    be changed in place afterwards (files here are only ever replaced whole)."""
+    final = Path(final)
+    with atomic_path(final, suffix=final.suffix) as tmp:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+
+def remove_temporaries(folder: str | os.PathLike) -> None:
+    """Delete what ``atomic_path`` left in ``folder`` when its process was killed."""
+    for path in Path(folder).glob(".*.tmp*"):
+        _remove(path)
+
+
 def _move_into_place(tmp: Path, final: Path) -> None:
     if tmp.is_dir():
         backup = final.with_name(f".{final.name}.old")

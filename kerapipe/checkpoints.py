@@ -3,24 +3,28 @@
 Everything lives in ``checkpoints/`` (not a DVC output, so DVC's cleanup of outputs before a
 stage runs never touches it, and it is neither cached nor pushed):
 
-- ``epoch_NNNN.keras``: the whole model with its optimizer state after epoch NNNN, written by
-  Keras' ``ModelCheckpoint``, a new file each epoch (the last two are kept);
-- ``best_NNNN.keras``: the best model so far (``ModelCheckpoint(save_best_only=True)``);
+- ``epoch_NNNN.keras``: the whole model with its optimizer state after epoch NNNN (Keras'
+  ``model.save``, under a temporary name renamed into place), a new file each epoch (the last
+  two are kept);
+- ``best_NNNN.keras``: the best model so far, a hard link to its epoch's file;
 - ``training_log.csv``: Keras' ``CSVLogger``, appended each epoch;
 - ``state.json``: written atomically *after* the others at each epoch end; it names the last
   complete epoch file, the best file and value, and the settings the run was made with
   (kerapipe/fingerprints.py).
 
-A kill before ``state.json`` is renamed into place leaves the previous state pointing at
-complete files; on resume, log rows after that epoch are dropped, so none is duplicated, and a
-checkpoint that does not load (truncated) gives way to the newest one that does.
+The files are written by a background thread (``EpochWriter``), epoch after epoch, so the
+training does not wait for them; the training thread only copies the variables at each
+epoch's end. A kill before ``state.json`` is renamed into place leaves the previous state
+pointing at complete files (the next run deletes the unfinished temporary ones); on resume,
+log rows after that epoch are dropped, so none is duplicated, and a checkpoint that does not
+load (truncated) gives way to the newest one that does.
 Checkpoints written under other settings are never resumed, and never deleted before the new
 run has its own: they are set aside beside the folder until the new run's first epoch is
 recorded, and put back if the new run fails before that.
 
 The folder may be on a remote source (``DATA.TRAINING_MODEL_SOURCE``): Keras then writes in
-a local working copy (kerapipe/folders.py), and at each epoch end the new checkpoint files
-and the log are uploaded before ``state.json``, so the remote folder too only ever names
+a local working copy (kerapipe/folders.py), and at each epoch end the writer uploads the new
+checkpoint files and the log before ``state.json``, so the remote folder too only ever names
 complete files; a resume downloads the files it loads.
 """
 
@@ -28,13 +32,17 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import queue
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
 from kerapipe import atomic
 from kerapipe.fingerprints import changes, digest
@@ -64,6 +72,7 @@ class Checkpoints:
         self.fingerprint = digest(settings)
         self.monitor = monitor
         self.set_aside = SetAside(folder.path, folder.source)
+        self.writer: EpochWriter | None = None
 
     @property
     def directory(self) -> str:
@@ -78,6 +87,7 @@ class Checkpoints:
     def recover(self) -> None:
         """Undo what a run killed before its first epoch left: put set-aside checkpoints back
         (or drop them, if that run got as far as recording an epoch of its own)."""
+        atomic.remove_temporaries(self.folder.local)  # a killed run's unfinished files
         if not self.set_aside.holds_something():
             return
         if self.read_state() is not None:
@@ -156,9 +166,13 @@ class Checkpoints:
             stale.unlink()  # a remote run's scratch copy: what a resume downloaded
 
     def after_failure(self) -> None:
-        """Clean up after a run that failed: drop checkpoint files no state names (a partial
-        write, or an upload that state.json never named), and put set-aside checkpoints back
-        if this run recorded no epoch."""
+        """Clean up after a run that failed: let the writer finish the epochs queued, drop
+        checkpoint files no state names (a partial write, or an upload that state.json never
+        named), and put set-aside checkpoints back if this run recorded no epoch."""
+        try:
+            self.finish()
+        except Exception as err:  # noqa: BLE001 - the error that stopped the run comes first
+            log.warning("Could not write the last checkpoint: %s", err)
         state = self.read_state()
         keep = {state.last, state.best} if state else set()
         names = set(self.folder.names())
@@ -191,23 +205,57 @@ class Checkpoints:
         return [dict(zip(names, row.strip().split(","), strict=True)) for row in kept]
 
     def callbacks(
-        self, state: CheckpointState | None, others: list[keras.callbacks.Callback]
+        self,
+        state: CheckpointState | None,
+        others: list[keras.callbacks.Callback],
+        load: Callable[[Path], keras.Model],
+        set_asides: tuple[SetAside, ...] = (),
     ) -> list[keras.callbacks.Callback]:
-        """Keras' ModelCheckpoint (last and best) and CSVLogger, ``others``, and last the
-        state recorder, so the state names an epoch only once everything for it is written."""
-        best = keras.callbacks.ModelCheckpoint(
-            str(self.folder.local / "best_{epoch:04d}.keras"),
-            monitor=self.monitor,
-            save_best_only=True,
-            initial_value_threshold=state.best_value if state else None,
-        )
+        """The epoch's snapshot first, Keras' CSVLogger, ``others``, and last the recorder,
+        which hands the epoch to the background writer (see ``EpochWriter``): the checkpoint
+        holds the model as it was before ``others`` ran, as Keras' ModelCheckpoint did, and
+        the state names an epoch only once its log row is written. ``load`` loads a
+        checkpoint file (for the writer's copy of the model); ``set_asides`` are deleted,
+        with this folder's, once the first epoch is recorded."""
+        self.writer = EpochWriter(self, load, (self.set_aside, *set_asides))
+        recorder = EpochRecorder(self, self.writer, state)
         return [
-            keras.callbacks.ModelCheckpoint(str(self.folder.local / "epoch_{epoch:04d}.keras")),
-            best,
+            recorder.snapshot,
             keras.callbacks.CSVLogger(str(self.log_file), append=True),
             *others,
-            StateRecorder(self, best, state),
+            recorder,
         ]
+
+    def finish(self) -> None:
+        """Wait until every epoch handed to the writer is on disk; raise the first error
+        it met (a full disk, say)."""
+        if self.writer is not None:
+            self.writer.close()
+
+    def write_epoch(self, job: EpochJob, save: Callable[[Path], None] | None) -> None:
+        """Write one epoch's files, then ``state.json`` naming them, then prune (in the
+        writer's thread). ``save`` writes the model's checkpoint to a path; None: the
+        training thread has already written it."""
+        folder, state = self.folder, job.state
+        if save is not None:
+            with atomic.atomic_path(folder.local_file(state.last), suffix=".keras") as tmp:
+                save(tmp)
+        if job.improved:  # the same model as the epoch's file: a link, not a second save
+            atomic.link_or_copy(folder.local_file(state.last), folder.local_file(state.best))
+        # A remote folder gets the epoch's files first; state.json, naming them, comes last.
+        for name in (state.last, state.best if job.improved else None, "training_log.csv"):
+            if name:
+                folder.upload(name)
+        folder.write_text(STATE, json.dumps(asdict(state), indent=2))
+        # The last two epochs and the best: an older epoch to fall back on if the last is
+        # damaged after it was recorded.
+        keep = {state.last, f"epoch_{state.epoch - 1:04d}.keras", state.best}
+        names = set(folder.names())
+        if folder.remote:
+            names |= {path.name for path in folder.local.glob("*.keras")}
+        for name in names:
+            if CHECKPOINT_FILE.match(name) and name not in keep:
+                folder.remove(name)
 
 
 def _epoch_of(name: str) -> int:
@@ -215,27 +263,55 @@ def _epoch_of(name: str) -> int:
     return int(match[2]) if match else 1 << 30
 
 
-class StateRecorder(keras.callbacks.Callback):
-    """Runs after the checkpoint and log callbacks: records the epoch, then prunes old files
-    and drops the checkpoints of an earlier run that were set aside."""
+@dataclass(frozen=True)
+class EpochJob:
+    """What the writer records for one epoch: the state, whether the epoch's model is the
+    new best, and the model's variables as they were (None: its file is already written)."""
+
+    state: CheckpointState
+    improved: bool
+    values: tuple[list[np.ndarray], list[np.ndarray]] | None
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Decides each epoch's state on the training thread and hands it to the writer.
+
+    ``snapshot`` (the first callback of the epoch) copies the model's and the optimizer's
+    variables to host memory, a few milliseconds, once the writer holds its own copy of the
+    model to write them with; until then (the run's first epoch) it saves the checkpoint
+    itself. This callback (the last) picks the best model so far, as ``ModelCheckpoint(
+    save_best_only=True)`` does (``monitor`` lower than any before), and queues the epoch.
+    """
 
     def __init__(
-        self,
-        checkpoints: Checkpoints,
-        best: keras.callbacks.ModelCheckpoint,
-        state: CheckpointState | None,
+        self, checkpoints: Checkpoints, writer: EpochWriter, state: CheckpointState | None
     ) -> None:
         super().__init__()
         self.checkpoints = checkpoints
-        self.best_checkpoint = best
+        self.writer = writer
         self.best = state.best if state else None
         self.best_value = state.best_value if state else None
+        self.snapshot = keras.callbacks.LambdaCallback(on_epoch_end=self._take_snapshot)
+        self.values: tuple[list[np.ndarray], list[np.ndarray]] | None = None
+
+    def _take_snapshot(self, epoch: int, logs: dict | None = None) -> None:
+        if self.writer.takes(self.model):
+            self.values = variable_values(self.model)
+            return
+        self.values = None
+        path = self.checkpoints.folder.local_file(f"epoch_{epoch + 1:04d}.keras")
+        with atomic.atomic_path(path, suffix=".keras") as tmp:
+            self.model.save(str(tmp))
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        current = float(self.best_checkpoint.best)
-        improved = self.best_value is None or current != self.best_value
+        current = (logs or {}).get(self.checkpoints.monitor)
+        improved = (
+            current is not None
+            and not math.isnan(current)
+            and (self.best_value is None or current < self.best_value)
+        )
         if improved:
-            self.best, self.best_value = f"best_{epoch + 1:04d}.keras", current
+            self.best, self.best_value = f"best_{epoch + 1:04d}.keras", float(current)
         state = CheckpointState(
             self.checkpoints.fingerprint,
             epoch + 1,
@@ -244,19 +320,121 @@ class StateRecorder(keras.callbacks.Callback):
             self.best_value,
             self.checkpoints.settings,
         )
-        folder = self.checkpoints.folder
-        # A remote folder gets the epoch's files first; state.json, naming them, comes last.
-        for name in (state.last, state.best if improved else None, "training_log.csv"):
-            if name:
-                folder.upload(name)
-        folder.write_text(STATE, json.dumps(asdict(state), indent=2))
-        self.checkpoints.set_aside.discard()
-        # The last two epochs and the best: an older epoch to fall back on if the last is
-        # damaged after it was recorded.
-        keep = {state.last, f"epoch_{epoch:04d}.keras", state.best}
-        names = set(folder.names())
-        if folder.remote:
-            names |= {path.name for path in folder.local.glob("*.keras")}
-        for name in names:
-            if CHECKPOINT_FILE.match(name) and name not in keep:
-                folder.remove(name)
+        self.writer.submit(EpochJob(state, improved, self.values))
+        self.values = None
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.checkpoints.finish()
+
+
+def variable_values(model: keras.Model) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Copies of the model's variables and its optimizer's, in host memory."""
+    return (
+        [keras.ops.convert_to_numpy(v) for v in model.variables],
+        [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables],
+    )
+
+
+class EpochWriter:
+    """Writes the checkpoints in a background thread, one epoch after the other, so the
+    training waits for none of it (``model.save`` walks every layer in Python and writes
+    HDF5 inside a zip: tenths of a second a file, more for big models).
+
+    The thread keeps its own copy of the model on the CPU, loaded from the run's first
+    checkpoint (with ``load``, as a resume would). Each later epoch's variables, copied on
+    the training thread, are set into that copy and saved from it: the same file the
+    training model would give. A model whose copy cannot be made or does not match (a
+    plugin's own model class, say) is saved on the training thread, as before.
+
+    At most one epoch waits while another is written, so memory holds at most two copies
+    of the variables. The first error stops the writing (``state.json`` stays at the last
+    complete epoch) and is raised on the training thread at the next epoch end, or by
+    ``close``, which waits for the queue to empty.
+    """
+
+    def __init__(
+        self,
+        checkpoints: Checkpoints,
+        load: Callable[[Path], keras.Model],
+        set_asides: tuple[SetAside, ...],
+    ) -> None:
+        self.checkpoints = checkpoints
+        self.load = load
+        self.set_asides = set_asides
+        self.copy: keras.Model | None = None
+        self.copy_failed = False
+        self.error: BaseException | None = None
+        self.queue: queue.Queue[EpochJob | None] = queue.Queue(maxsize=1)
+        self.thread = threading.Thread(target=self._run, name="kerapipe-checkpoints", daemon=True)
+        self.thread.start()
+
+    def takes(self, model: keras.Model) -> bool:
+        """Whether this epoch's checkpoint can be written from a snapshot of ``model``."""
+        return self.copy is not None and _shapes(self.copy) == _shapes(model)
+
+    def submit(self, job: EpochJob) -> None:
+        self._raise()
+        self.queue.put(job)
+
+    def close(self) -> None:
+        """Wait for every queued epoch and stop the thread; raise the first error."""
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def _run(self) -> None:
+        failed = False
+        while (job := self.queue.get()) is not None:
+            if failed:
+                continue
+            try:
+                self._write(job)
+            except BaseException as err:  # noqa: BLE001 - raised on the training thread
+                self.error, failed = err, True
+
+    def _write(self, job: EpochJob) -> None:
+        save = None if job.values is None else self._save_from_copy(job.values)
+        self.checkpoints.write_epoch(job, save)
+        if self.set_asides:  # an epoch of this run is recorded: what was set aside can go
+            for set_aside in self.set_asides:
+                set_aside.discard()
+            self.set_asides = ()
+        if self.copy is None and not self.copy_failed:
+            self._make_copy(self.checkpoints.folder.local_file(job.state.last))
+
+    def _save_from_copy(self, values) -> Callable[[Path], None]:
+        model_values, optimizer_values = values
+
+        def save(path: Path) -> None:
+            for variable, value in zip(self.copy.variables, model_values, strict=True):
+                variable.assign(value)
+            for variable, value in zip(
+                self.copy.optimizer.variables, optimizer_values, strict=True
+            ):
+                variable.assign(value)
+            self.copy.save(str(path))
+
+        return save
+
+    def _make_copy(self, path: Path) -> None:
+        try:
+            with keras.device("cpu:0"):
+                self.copy = self.load(path)
+        except Exception as err:  # noqa: BLE001 - the checkpoints are then saved as before
+            self.copy_failed = True
+            log.debug("Checkpoints are saved on the training thread: %s", err)
+            return
+        log.debug("Checkpoints after %s are written in the background.", path.name)
+
+
+def _shapes(model: keras.Model) -> list[tuple]:
+    """The shapes of a model's and its optimizer's variables, in order."""
+    optimizer = getattr(model, "optimizer", None)
+    variables = [*model.variables, *(optimizer.variables if optimizer is not None else [])]
+    return [tuple(v.shape) for v in variables]

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import sys
+from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,8 +64,29 @@ class TrainingResult:
     initial_epoch: int = 0
 
 
+class RunLive(Live):
+    """DVCLive's logger, minus the DVC Studio update it builds at every step when no
+    Studio is set up to receive it: DVCLive re-reads every metric file and the params to
+    build it, then drops it (work that grows with the epochs); with Studio set up
+    (``DVC_STUDIO_TOKEN``, or ``studio`` in DVC's config) it is sent as before."""
+
+    def post_data_to_studio(self) -> None:
+        if "data" not in getattr(self, "_studio_events_to_skip", ()):
+            super().post_data_to_studio()
+
+
 class EpochLogger(DVCLiveCallback):
-    """DVCLive's Keras callback, left open at the end of ``fit`` for the evaluation plots."""
+    """DVCLive's Keras callback on a logger still being opened (``start_live``): the first
+    epoch's end waits for it. It is left open at the end of ``fit`` for the evaluation."""
+
+    def __init__(self, live: futures.Future[Live]) -> None:
+        super(DVCLiveCallback, self).__init__()  # not DVCLive's: it would open a Live now
+        self.save_weights_only = False
+        self.opening = live
+
+    @property
+    def live(self) -> Live:
+        return self.opening.result()
 
     def on_train_end(self, logs=None):
         pass
@@ -138,10 +160,11 @@ def _train(params: Params, paths: ModelPaths) -> TrainingResult:
         batch_size,
         strategy.num_replicas_in_sync,
     )
+    opening: futures.Future[Live] | None = None
     try:
-        live = open_live(params, seed, checkpoints.trim_log(initial_epoch))
-        others = [EpochLogger(live=live), *build_callbacks(params)]
-        callbacks = checkpoints.callbacks(state, [*others, DiscardWhenRecorded(live_set_aside)])
+        opening = start_live(params, seed, checkpoints.trim_log(initial_epoch))
+        others = [EpochLogger(opening), *build_callbacks(params)]
+        callbacks = checkpoints.callbacks(state, others, load_checkpoint, (live_set_aside,))
         with storage_errors(
             f"the checkpoints in {paths.checkpoints}",
             "rerun with TRAINING.LOAD_CHECKPOINT: true to continue after the last epoch",
@@ -156,9 +179,12 @@ def _train(params: Params, paths: ModelPaths) -> TrainingResult:
                 task.class_weights(train_rows),
             )
     except BaseException:
+        if opening is not None:
+            futures.wait([opening])  # DVCLive writes in dvclive/ until it is open
         clean_up_after_failure(checkpoints)
         live_set_aside.restore()
         raise
+    live = opening.result()
     with storage_errors(f"the model in {paths.run_dir}"):
         save_final_model(task.finalize_model(model), run, paths)
         with atomic_path(run.local_file("training_log.csv")) as tmp:
@@ -263,17 +289,6 @@ def fit_verbosity() -> int:
     return 1 if sys.stdout.isatty() else 2
 
 
-class DiscardWhenRecorded(keras.callbacks.Callback):
-    """Deletes what was set aside for this run once its first epoch is recorded."""
-
-    def __init__(self, set_aside: SetAside) -> None:
-        super().__init__()
-        self.set_aside = set_aside
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.set_aside.discard()
-
-
 def keep_existing_model(paths: ModelPaths, weights: dict) -> None:
     """With FORCE false an existing model is kept only if it was trained with these settings."""
     recorded = read_run_info(paths).get("settings")
@@ -314,13 +329,24 @@ def new_model(params: Params, task: Task) -> keras.Model:
     return model
 
 
+def start_live(
+    params: Params, seed: int, past_epochs: list[dict[str, str]]
+) -> futures.Future[Live]:
+    """``open_live`` in a background thread. DVCLive imports DVC and opens the repository
+    (for DVC Studio's settings): a second or more, which the first epoch hides that way."""
+    pool = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kerapipe-dvclive")
+    opening = pool.submit(open_live, params, seed, past_epochs)
+    pool.shutdown(wait=False)
+    return opening
+
+
 def open_live(params: Params, seed: int, past_epochs: list[dict[str, str]]) -> Live:
     """A fresh DVCLive run with the params, replaying the epochs a resumed run already did.
 
     Replaying from the checkpointed CSV log (rather than trusting ``dvclive/``, which DVC
     deletes before a stage runs) keeps the steps continuous and free of duplicates.
     """
-    live = Live(DVCLIVE_DIR, dvcyaml=None, save_dvc_exp=False, report=None)
+    live = RunLive(DVCLIVE_DIR, dvcyaml=None, save_dvc_exp=False, report=None)
     live.log_params({**params.model_dump(), "RESOLVED_SEED": seed})
     for row in past_epochs:
         for name, value in row.items():

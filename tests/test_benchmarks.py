@@ -30,6 +30,10 @@ ROWS = {
     "startup": ["start-up: kerapipe --help", "start-up: kerapipe validate"],
     "memory": ["train peak memory"],
     "dvc": ["no-op `dvc repro` on the sample pipeline"],
+    "command": [
+        "whole `kerapipe train` vs a hand-written script, digits sample, 1,617 images, 2 epochs",
+        "whole `kerapipe train` vs a hand-written script, synthetic tree, 96 images, 1 epoch",
+    ],
 }
 
 
