@@ -28,31 +28,35 @@ def cmd_inventory(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    params = _params(args)  # before Keras is imported: TRAINING.BACKEND picks its backend
     import_tensorflow()
     from kerapipe.train import run_training
 
-    run_training(_params(args))
+    run_training(params)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
+    params = _params(args)  # before Keras is imported: TRAINING.BACKEND picks its backend
     import_tensorflow()
     from kerapipe.export import run_export
 
-    run_export(_params(args))
+    run_export(params)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    params = _params(args)  # before Keras is imported: TRAINING.BACKEND picks its backend
     import_tensorflow()
     from kerapipe.predict import run_prediction
 
-    run_prediction(_params(args))
+    run_prediction(params)
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    params = _params(args)  # before Keras is imported: TRAINING.BACKEND picks its backend
     import_tensorflow()
     from kerapipe.pipeline import run_pipeline
 
-    run_pipeline(_params(args))
+    run_pipeline(params)
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
@@ -136,8 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger().setLevel(level)
     for noisy in ("absl", "h5py", "matplotlib", "PIL", "urllib3", "fsspec"):
         logging.getLogger(noisy).setLevel(max(level, logging.INFO))
-    # Storage clients say where they found credentials and endpoints: only with -v.
-    for chatty in ("botocore", "aiobotocore", "s3fs", "gcsfs", "adlfs", "azure"):
+    # Storage clients say where they found credentials and endpoints, JAX which platforms it
+    # tried: only with -v.
+    for chatty in ("botocore", "aiobotocore", "s3fs", "gcsfs", "adlfs", "azure", "jax"):
         logging.getLogger(chatty).setLevel(logging.INFO if args.verbose else logging.WARNING)
     native_logs.show_all(args.verbose)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if args.verbose else "2")
@@ -155,9 +160,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _params(args: argparse.Namespace):
+    """The params, with ``KERAS_BACKEND`` set from ``TRAINING.BACKEND`` (kerapipe/backend.py)."""
+    from kerapipe.backend import use_backend
     from kerapipe.config import load_params
 
-    return load_params(args.params)
+    params = load_params(args.params)
+    use_backend(params.TRAINING.BACKEND)
+    return params
 
 
 if __name__ == "__main__":

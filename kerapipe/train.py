@@ -17,37 +17,36 @@ import logging
 import os
 import shutil
 import sys
-from dataclasses import dataclass
+import tempfile
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import keras
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 from dvclive.utils import standardize_metric_name
 
-from kerapipe import fingerprints
+from kerapipe import backend, distribution, fingerprints
 from kerapipe.artifacts import ModelPaths, read_run_info, save_model
 from kerapipe.atomic import atomic_path, storage_errors
-from kerapipe.checkpoints import Checkpoints
+from kerapipe.backend import use_backend
+from kerapipe.checkpoints import Checkpoints, CheckpointState
 from kerapipe.checks import check_params
 from kerapipe.components import build_callbacks, build_loss, build_metrics, build_optimizer
 from kerapipe.config import Params, resolve_seed
 from kerapipe.datasets import DatasetOptions, repeated, single_pass
+from kerapipe.distribution import Distribution
 from kerapipe.errors import DataError, ModelError
 from kerapipe.folders import SetAside, WorkingCopy
 from kerapipe.images import first, undecodable_images
 from kerapipe.inventory import read_matching_inventory
 from kerapipe.locks import exclusive
 from kerapipe.models.base import model_builder
-from kerapipe.reproducibility import (
-    distribution_strategy,
-    environment_info,
-    seed_everything,
-    set_precision,
-)
-from kerapipe.sources import DataSource, source_of
+from kerapipe.reproducibility import environment_info, seed_everything, set_precision
+from kerapipe.sources import DataSource, LocalSource, source_of
 from kerapipe.tasks.base import Task, get_task
 
 log = logging.getLogger(__name__)
@@ -78,23 +77,33 @@ def run_training(params: Params) -> TrainingResult:
     checkpoints and DVCLive logs back as they were.
     """
     check_params(params)
+    use_backend(params.TRAINING.BACKEND)  # or one error: Keras runs on another
+    # Before anything computes: jax.distributed joins the processes first.
+    dist = distribution.start(params.TRAINING.DISTRIBUTION, backend.current())
     paths = ModelPaths.from_params(params)
+    if not dist.writer:  # computes beside process 0, writing only in a scratch folder
+        with tempfile.TemporaryDirectory(prefix="kerapipe-process-") as scratch:
+            scratch_paths = ModelPaths(LocalSource(), f"{scratch}/run", paths.format)
+            return _train(params, scratch_paths, dist, f"{scratch}/{DVCLIVE_DIR}")
     with exclusive(paths.lock_folder(), "kerapipe train", shown=paths.run_dir):
-        return _train(params, paths)
+        return _train(params, paths, dist, DVCLIVE_DIR)
 
 
-def _train(params: Params, paths: ModelPaths) -> TrainingResult:
+def _train(params: Params, paths: ModelPaths, dist: Distribution, live_dir: str) -> TrainingResult:
+    """Train on this process's part of the data. Under a multi-process ``data_parallel`` every
+    decision that changes what Keras does (skip, resume) is process 0's, shared with the others,
+    so all run the same steps and the same collective saves."""
     task = get_task(params)
     table, inventory_bytes = read_matching_inventory(params, task)
     weights = fingerprints.weights_settings(params, inventory_bytes, task.display_only_params)
-    if paths.source.exists(paths.model) and not params.TRAINING.FORCE:
-        keep_existing_model(paths, weights)
+    if dist.from_writer(paths.source.exists(paths.model) and not params.TRAINING.FORCE):
+        if dist.writer:
+            keep_existing_model(paths, weights)
         return TrainingResult(paths.model, seed=None, history={}, skipped=True)
 
-    seed = resolve_seed(params.TRAINING.SEED)
+    seed = dist.from_writer(resolve_seed(params.TRAINING.SEED))  # one drawn seed for all
     seed_everything(seed)
     set_precision(params.TRAINING.MIXED_PRECISION)
-    strategy = distribution_strategy(params.TRAINING.DISTRIBUTION)
     train_rows, val_rows = (table[table.split == s] for s in ("train", "validation"))
     if train_rows.empty:
         raise DataError("the inventory has no 'train' rows. Rerun `kerapipe inventory`.")
@@ -105,8 +114,9 @@ def _train(params: Params, paths: ModelPaths) -> TrainingResult:
     named = dict(zip(local_rows.filepath, table.filepath, strict=True))  # for messages
     local_train, local_val = (local_rows[table.split == s] for s in ("train", "validation"))
     # BATCH_SIZE is per replica; the global batch grows with the number of devices.
-    batch_size = params.TRAINING.BATCH_SIZE * strategy.num_replicas_in_sync
+    batch_size = params.TRAINING.BATCH_SIZE * dist.replicas
     inputs = DatasetOptions.from_params(params.TRAINING)  # cache, shuffle, augmentation
+    inputs = replace(inputs, shard=dist.shard())  # data_parallel: this process's slices
     train_data = task.dataset(local_train, batch_size, shuffle_seed=seed, options=inputs)
     val_data = (
         task.dataset(local_val, batch_size, shuffle_seed=None, options=inputs.for_evaluation())
@@ -114,16 +124,24 @@ def _train(params: Params, paths: ModelPaths) -> TrainingResult:
         else None
     )
 
+    def evaluation_data(data):  # every validation image, on this process alone
+        if inputs.shard is None:
+            return data
+        options = replace(inputs.for_evaluation(), shard=None)
+        return task.dataset(local_val, params.TRAINING.BATCH_SIZE, None, options=options)
+
     run = paths.working_copy()
     monitor = "val_loss" if val_data is not None else "loss"
     settings = fingerprints.checkpoint_settings(weights)
     checkpoints = Checkpoints(run.sub("checkpoints"), settings, monitor)
     checkpoints.recover()
-    live_set_aside = SetAside(DVCLIVE_DIR)
+    live_set_aside = SetAside(live_dir)
     live_set_aside.restore()  # left by a run killed before its first epoch
-    with strategy.scope():
+    with dist.scope():
         resumed = checkpoints.resume(load_checkpoint) if params.TRAINING.LOAD_CHECKPOINT else None
         state, model = resumed if resumed else (None, new_model(params, task))
+    if dist.multi_process:
+        state, model = share_resumed(dist, state, model, params, task)
     initial_epoch = state.epoch if state else 0
 
     # From here on files change: earlier checkpoints and logs are set aside, not deleted.
@@ -136,10 +154,10 @@ def _train(params: Params, paths: ModelPaths) -> TrainingResult:
         len(train_rows),
         len(val_rows),
         batch_size,
-        strategy.num_replicas_in_sync,
+        dist.replicas,
     )
     try:
-        live = open_live(params, seed, checkpoints.trim_log(initial_epoch))
+        live = open_live(params, seed, checkpoints.trim_log(initial_epoch), live_dir)
         others = [EpochLogger(live=live), *build_callbacks(params)]
         callbacks = checkpoints.callbacks(state, [*others, DiscardWhenRecorded(live_set_aside)])
         with storage_errors(
@@ -159,6 +177,11 @@ def _train(params: Params, paths: ModelPaths) -> TrainingResult:
         clean_up_after_failure(checkpoints)
         live_set_aside.restore()
         raise
+    if dist.multi_process:  # saving and evaluation run on process 0 alone
+        model = local_copy(dist, model, params, task)
+        if not dist.writer:
+            live.end()
+            return TrainingResult(paths.model, seed, history.history, initial_epoch=initial_epoch)
     with storage_errors(f"the model in {paths.run_dir}"):
         save_final_model(task.finalize_model(model), run, paths)
         with atomic_path(run.local_file("training_log.csv")) as tmp:
@@ -166,13 +189,13 @@ def _train(params: Params, paths: ModelPaths) -> TrainingResult:
         run.upload("training_log.csv")
         run.write_text("outputs.json", json.dumps(task.describe_outputs(), indent=2) + "\n")
         evaluation = (
-            task.log_evaluation(live, model, local_val, single_pass(val_data))
+            task.log_evaluation(live, model, local_val, single_pass(evaluation_data(val_data)))
             if val_data is not None
             else None
         )
         write_validation_predictions(run, evaluation, named)
         live.end()
-        write_run_info(run, seed, strategy.num_replicas_in_sync, initial_epoch, weights, task)
+        write_run_info(run, seed, dist, initial_epoch, weights, task)
     log.info("Saved %s", paths.model)
     return TrainingResult(paths.model, seed, history.history, initial_epoch=initial_epoch)
 
@@ -314,13 +337,15 @@ def new_model(params: Params, task: Task) -> keras.Model:
     return model
 
 
-def open_live(params: Params, seed: int, past_epochs: list[dict[str, str]]) -> Live:
+def open_live(
+    params: Params, seed: int, past_epochs: list[dict[str, str]], folder: str = DVCLIVE_DIR
+) -> Live:
     """A fresh DVCLive run with the params, replaying the epochs a resumed run already did.
 
     Replaying from the checkpointed CSV log (rather than trusting ``dvclive/``, which DVC
     deletes before a stage runs) keeps the steps continuous and free of duplicates.
     """
-    live = Live(DVCLIVE_DIR, dvcyaml=None, save_dvc_exp=False, report=None)
+    live = Live(folder, dvcyaml=None, save_dvc_exp=False, report=None)
     live.log_params({**params.model_dump(), "RESOLVED_SEED": seed})
     for row in past_epochs:
         for name, value in row.items():
@@ -363,7 +388,7 @@ def copy_weights(source: keras.Model, target: keras.Model) -> None:
 
 
 def write_run_info(
-    run: WorkingCopy, seed: int, replicas: int, initial_epoch: int, weights: dict, task: Task
+    run: WorkingCopy, seed: int, dist: Distribution, initial_epoch: int, weights: dict, task: Task
 ) -> None:
     """What made the model: the seed, the devices, the versions, the settings that shape
     its weights (compared on the next run, and by predict) and the names of its outputs
@@ -371,7 +396,9 @@ def write_run_info(
     the run's files."""
     info = {
         "seed": seed,
-        "replicas": replicas,
+        "replicas": dist.replicas,
+        "distribution": dist.name,
+        "processes": dist.process_count,
         "resumed_after_epoch": initial_epoch,
         "final_epochs": len(pd.read_csv(run.local_file("training_log.csv"))),
         **environment_info(),
@@ -393,3 +420,49 @@ def write_validation_predictions(
     table = table.assign(filepath=[named.get(path, path) for path in table.filepath])
     text = table.to_csv(index=False, lineterminator="\n")
     run.write_text("validation_predictions.csv", text)
+
+
+def model_state(model: keras.Model) -> list[np.ndarray]:
+    """Every weight and optimizer variable of ``model``, as arrays."""
+    variables = [*model.weights, *model.optimizer.variables]
+    return [np.asarray(keras.ops.convert_to_numpy(v.value)) for v in variables]
+
+
+def set_model_state(model: keras.Model, arrays: list[np.ndarray]) -> None:
+    """Assign what ``model_state`` returned to a model of the same build."""
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    variables = [*model.weights, *model.optimizer.variables]
+    if len(variables) != len(arrays):
+        raise ModelError(
+            f"the model holds {len(variables)} variables, the state to load {len(arrays)}"
+        )
+    for variable, array in zip(variables, arrays, strict=True):
+        variable.assign(array)
+
+
+def share_resumed(
+    dist: Distribution, state: CheckpointState | None, model: keras.Model, params, task
+) -> tuple[CheckpointState | None, keras.Model]:
+    """Process 0's resume (its checkpoint state, weights and optimizer state) on every
+    process, so only process 0 needs to read the checkpoints."""
+    shared = dist.from_writer(asdict(state) if state else None)
+    if shared is None:
+        return None, model
+    if not dist.writer:
+        with dist.scope():
+            model = new_model(params, task)
+        model.optimizer.build(model.trainable_variables)
+    set_model_state(model, dist.from_writer(model_state(model)))
+    return CheckpointState(**shared), model
+
+
+def local_copy(dist: Distribution, model: keras.Model, params, task) -> keras.Model:
+    """After a multi-process fit: the trained model, optimizer state included, rebuilt on
+    this process alone (the global arrays cannot be predicted with, and saving them needs
+    every process), with the distribution unset."""
+    arrays = model_state(model)
+    dist.end()
+    local = new_model(params, task)
+    set_model_state(local, arrays)
+    return local

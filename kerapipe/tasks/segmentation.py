@@ -287,9 +287,12 @@ class SegmentationTask(Task):
             FILE_CACHE_SHUFFLE_BUFFER,
             DatasetOptions,
             Decoding,
+            augmentation_seeds,
             cache_prefix,
             decode_image,
             readable_images,
+            take_shard,
+            with_seed,
         )
 
         options = options or DatasetOptions()
@@ -315,7 +318,15 @@ class SegmentationTask(Task):
         def shuffle(data, buffer):
             return data.shuffle(max(1, buffer), seed=shuffle_seed, reshuffle_each_iteration=True)
 
-        if options.cache == "none":
+        seeds = augmentation_seeds(shuffle_seed) if options.augmentations else None
+        if options.shard is not None:  # data_parallel: this process's slice of each batch
+            if shuffle_seed is not None:
+                data = shuffle(data, options.shuffle_buffer or count)
+            data, batch_size = take_shard(data, options.shard, batch_size, seeds)
+            if seeds is not None:
+                decode, seeds = with_seed(decode), None  # seeds travel with the file names
+            data = data.map(decode, num_parallel_calls=calls)
+        elif options.cache == "none":
             if shuffle_seed is not None:
                 data = shuffle(data, options.shuffle_buffer or count)
             data = data.map(decode, num_parallel_calls=calls)
@@ -332,8 +343,8 @@ class SegmentationTask(Task):
             from kerapipe.augmentations import augment
 
             augmentations = options.augmentations
-            seeds = tf.data.Dataset.random(seed=shuffle_seed or 0, rerandomize_each_iteration=True)
-            data = tf.data.Dataset.zip(data, seeds.batch(2, drop_remainder=True))
+            if seeds is not None:
+                data = tf.data.Dataset.zip(data, seeds)
             data = data.map(
                 lambda pair, seed: augment(pair[0], seed, augmentations, mask=pair[1]),
                 num_parallel_calls=calls,
