@@ -29,6 +29,8 @@ def cmd_inventory(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     params = _params(args)  # before Keras is imported: TRAINING.BACKEND picks its backend
+    if params.TRAINING.DISTRIBUTION == "data_parallel":
+        _launch_if_asked(args)
     import_tensorflow()
     from kerapipe.train import run_training
 
@@ -157,6 +159,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())  # so the exit's own flush does not fail again
         return 0
     return 0
+
+
+def _launch_if_asked(args: argparse.Namespace) -> None:
+    """With ``KERAPIPE_LAUNCHER`` set (``srun``, ``mpirun ...``), run this same train command
+    under it, on every host it starts, and exit with its status (kerapipe/distribution.py)."""
+    import subprocess
+
+    from kerapipe.distribution import LAUNCHED, launch_command
+
+    own = [sys.executable, "-m", "kerapipe.cli", "train", "--params", os.path.abspath(args.params)]
+    own += ["-q"] if args.quiet else ["-v"] if args.verbose else []
+    command = launch_command(own)
+    if command is None:
+        return
+    log.info("Starting the training processes: %s", " ".join(command))
+    code = subprocess.run(command, env={**os.environ, LAUNCHED: "1"}, check=False).returncode
+    if code:
+        raise KerapipeError(f"the training processes ended with status {code} (see above).")
+    raise SystemExit(0)
 
 
 def _params(args: argparse.Namespace):

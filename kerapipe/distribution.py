@@ -23,7 +23,12 @@ import numpy as np
 
 # What makes a process one of several: set by the launchers jax.distributed knows, or by hand.
 CLUSTER_VARIABLES = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES")
-LAUNCHER_SIZES = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")
+# srun sets SLURM_STEP_NUM_TASKS for the tasks it starts (not for an sbatch script itself).
+LAUNCHER_SIZES = ("SLURM_STEP_NUM_TASKS", "OMPI_COMM_WORLD_SIZE")
+# A command that starts this stage's processes on every host (`srun`, `mpirun -np 4 -H ...`):
+# the train stage on the first host runs itself under it (kerapipe/cli.py).
+LAUNCHER = "KERAPIPE_LAUNCHER"
+LAUNCHED = "KERAPIPE_LAUNCHED"
 
 
 @dataclass(frozen=True)
@@ -71,12 +76,31 @@ class Distribution:
             return value
         return broadcast(value)
 
-    def barrier(self, name: str) -> None:
-        """Wait until every process gets here."""
-        if self.multi_process:
-            from jax.experimental import multihost_utils
+    def wait_for_all(self, hours: float = 12) -> None:
+        """Wait until every process gets here (for up to ``hours``): the others wait for
+        process 0's saving and evaluation, which can outlast JAX's own shutdown wait."""
+        if not self.multi_process:
+            return
+        from jax._src import distributed  # the coordination service's barrier, with a timeout
 
-            multihost_utils.sync_global_devices(name)
+        client = distributed.global_state.client
+        client.wait_at_barrier("kerapipe-train-end", timeout_in_ms=int(hours * 3_600_000))
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Run the block on this process alone (JAX's distribution unset, then set again):
+        anything computed on the global arrays would wait for the other processes."""
+        if self.name != "data_parallel":
+            yield
+            return
+        import keras
+
+        current = keras.distribution.distribution()
+        keras.distribution.set_distribution(None)
+        try:
+            yield
+        finally:
+            keras.distribution.set_distribution(current)
 
     def end(self) -> None:
         """Unset JAX's global distribution (prediction and saving then run on this process
@@ -105,6 +129,17 @@ def start(name: str, backend: str) -> Distribution:
         keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
     )
     return Distribution(name, len(devices), jax.process_index(), jax.process_count())
+
+
+def launch_command(argv: list[str]) -> list[str] | None:
+    """``argv`` (this process's own command) under ``KERAPIPE_LAUNCHER``, when it is set and
+    this process is not one it started; else None."""
+    import shlex
+
+    launcher = os.environ.get(LAUNCHER, "").strip()
+    if not launcher or os.environ.get(LAUNCHED):
+        return None
+    return [*shlex.split(launcher), *argv]
 
 
 def cluster_requested() -> bool:

@@ -36,7 +36,7 @@ from kerapipe.backend import use_backend
 from kerapipe.checkpoints import Checkpoints, CheckpointState
 from kerapipe.checks import check_params
 from kerapipe.components import build_callbacks, build_loss, build_metrics, build_optimizer
-from kerapipe.config import Params, resolve_seed
+from kerapipe.config import Params, resolve_seed, validate_params
 from kerapipe.datasets import DatasetOptions, repeated, single_pass
 from kerapipe.distribution import Distribution
 from kerapipe.errors import DataError, ModelError
@@ -80,6 +80,8 @@ def run_training(params: Params) -> TrainingResult:
     use_backend(params.TRAINING.BACKEND)  # or one error: Keras runs on another
     # Before anything computes: jax.distributed joins the processes first.
     dist = distribution.start(params.TRAINING.DISTRIBUTION, backend.current())
+    if dist.multi_process:  # process 0's params (what DVC ran it with) hold for every process
+        params = check_params(validate_params(dist.from_writer(params.model_dump(mode="json"))))
     paths = ModelPaths.from_params(params)
     if not dist.writer:  # computes beside process 0, writing only in a scratch folder
         with tempfile.TemporaryDirectory(prefix="kerapipe-process-") as scratch:
@@ -137,11 +139,13 @@ def _train(params: Params, paths: ModelPaths, dist: Distribution, live_dir: str)
     checkpoints.recover()
     live_set_aside = SetAside(live_dir)
     live_set_aside.restore()  # left by a run killed before its first epoch
-    with dist.scope():
-        resumed = checkpoints.resume(load_checkpoint) if params.TRAINING.LOAD_CHECKPOINT else None
-        state, model = resumed if resumed else (None, new_model(params, task))
     if dist.multi_process:
-        state, model = share_resumed(dist, state, model, params, task)
+        state, model = resume_on_every_process(dist, checkpoints, params, task, seed)
+    else:
+        with dist.scope():
+            load = params.TRAINING.LOAD_CHECKPOINT
+            resumed = checkpoints.resume(load_checkpoint) if load else None
+            state, model = resumed if resumed else (None, new_model(params, task))
     initial_epoch = state.epoch if state else 0
 
     # From here on files change: earlier checkpoints and logs are set aside, not deleted.
@@ -178,26 +182,38 @@ def _train(params: Params, paths: ModelPaths, dist: Distribution, live_dir: str)
         live_set_aside.restore()
         raise
     if dist.multi_process:  # saving and evaluation run on process 0 alone
-        model = local_copy(dist, model, params, task)
+        model = local_copy(dist, model, params, task, seed)
         if not dist.writer:
             live.end()
+            dist.wait_for_all()  # for process 0's outputs: exiting first would time out
             return TrainingResult(paths.model, seed, history.history, initial_epoch=initial_epoch)
+    try:
+        write_outputs(run, paths, model, task, checkpoints, live)
+        evaluation = (
+            task.log_evaluation(live, model, local_val, single_pass(evaluation_data(val_data)))
+            if val_data is not None
+            else None
+        )
+        with storage_errors(f"the model in {paths.run_dir}"):
+            write_validation_predictions(run, evaluation, named)
+            live.end()
+            write_run_info(run, seed, dist, initial_epoch, weights, task)
+    finally:
+        dist.wait_for_all()  # lets the other processes end
+    log.info("Saved %s", paths.model)
+    return TrainingResult(paths.model, seed, history.history, initial_epoch=initial_epoch)
+
+
+def write_outputs(
+    run: WorkingCopy, paths: ModelPaths, model: keras.Model, task: Task, checkpoints, live
+) -> None:
+    """The final model, its training log and ``outputs.json``."""
     with storage_errors(f"the model in {paths.run_dir}"):
         save_final_model(task.finalize_model(model), run, paths)
         with atomic_path(run.local_file("training_log.csv")) as tmp:
             shutil.copyfile(checkpoints.log_file, tmp)
         run.upload("training_log.csv")
         run.write_text("outputs.json", json.dumps(task.describe_outputs(), indent=2) + "\n")
-        evaluation = (
-            task.log_evaluation(live, model, local_val, single_pass(evaluation_data(val_data)))
-            if val_data is not None
-            else None
-        )
-        write_validation_predictions(run, evaluation, named)
-        live.end()
-        write_run_info(run, seed, dist, initial_epoch, weights, task)
-    log.info("Saved %s", paths.model)
-    return TrainingResult(paths.model, seed, history.history, initial_epoch=initial_epoch)
 
 
 def local_files(task: Task, table: pd.DataFrame, source: DataSource) -> pd.DataFrame:
@@ -441,28 +457,40 @@ def set_model_state(model: keras.Model, arrays: list[np.ndarray]) -> None:
         variable.assign(array)
 
 
-def share_resumed(
-    dist: Distribution, state: CheckpointState | None, model: keras.Model, params, task
+def resume_on_every_process(
+    dist: Distribution, checkpoints: Checkpoints, params: Params, task: Task, seed: int
 ) -> tuple[CheckpointState | None, keras.Model]:
-    """Process 0's resume (its checkpoint state, weights and optimizer state) on every
-    process, so only process 0 needs to read the checkpoints."""
+    """The model on every process of a multi-process run, with process 0's resume (its
+    checkpoint state, weights and optimizer state): only process 0 reads the checkpoints,
+    on its own (a load computes, and a computation on the global arrays would wait for the
+    others); every process then builds the model alike and takes those values."""
+    state, arrays = None, None
+    if dist.writer and params.TRAINING.LOAD_CHECKPOINT:
+        with dist.paused():
+            resumed = checkpoints.resume(load_checkpoint)
+        if resumed:
+            state, arrays = resumed[0], model_state(resumed[1])
     shared = dist.from_writer(asdict(state) if state else None)
+    if shared is not None:  # the load drew from process 0's generator: all start alike again
+        keras.utils.set_random_seed(seed)
+    model = new_model(params, task)
     if shared is None:
         return None, model
-    if not dist.writer:
-        with dist.scope():
-            model = new_model(params, task)
-        model.optimizer.build(model.trainable_variables)
-    set_model_state(model, dist.from_writer(model_state(model)))
+    model.optimizer.build(model.trainable_variables)
+    if arrays is None:  # the others send arrays of the right shapes, which process 0 replaces
+        variables = [*model.weights, *model.optimizer.variables]
+        arrays = [np.zeros(v.shape, keras.backend.standardize_dtype(v.dtype)) for v in variables]
+    set_model_state(model, dist.from_writer(arrays))
     return CheckpointState(**shared), model
 
 
-def local_copy(dist: Distribution, model: keras.Model, params, task) -> keras.Model:
+def local_copy(dist: Distribution, model: keras.Model, params, task, seed: int) -> keras.Model:
     """After a multi-process fit: the trained model, optimizer state included, rebuilt on
     this process alone (the global arrays cannot be predicted with, and saving them needs
-    every process), with the distribution unset."""
+    every process), with the distribution unset. Every process makes it, alike."""
     arrays = model_state(model)
     dist.end()
+    keras.utils.set_random_seed(seed)  # a new, local, random generator for the new model
     local = new_model(params, task)
     set_model_state(local, arrays)
     return local
