@@ -151,6 +151,7 @@ def _train(params: Params, paths: ModelPaths, dist: Distribution, live_dir: str)
     # From here on files change: earlier checkpoints and logs are set aside, not deleted.
     if state is None:
         checkpoints.start_fresh()
+    checkpoints.folder.local.mkdir(parents=True, exist_ok=True)  # another process's resume
     live_set_aside.move()
     log.info(
         "Training %s on %d images (%d for validation), batch %d on %d device(s).",
