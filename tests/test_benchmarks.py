@@ -26,6 +26,7 @@ ROWS = {
     "startup": ["start-up: kerapipe --help", "start-up: kerapipe validate"],
     "memory": ["train peak memory"],
     "dvc": ["no-op `dvc repro` on the sample pipeline"],
+    "jax": ["BACKEND: jax vs tensorflow", "data_parallel, 2 processes vs 1"],
 }
 
 
