@@ -38,7 +38,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    params = _params(args)  # before Keras is imported: TRAINING.BACKEND picks its backend
+    from kerapipe.backend import use_backend
+
+    params = _params(args, backend=False)
+    use_backend("tensorflow")  # kerapipe.export.EXPORT_BACKEND, set before Keras is imported
     import_tensorflow()
     from kerapipe.export import run_export
 
@@ -180,13 +183,15 @@ def _launch_if_asked(args: argparse.Namespace) -> None:
     raise SystemExit(0)
 
 
-def _params(args: argparse.Namespace):
-    """The params, with ``KERAS_BACKEND`` set from ``TRAINING.BACKEND`` (kerapipe/backend.py)."""
+def _params(args: argparse.Namespace, backend: bool = True):
+    """The params, with ``KERAS_BACKEND`` set from ``TRAINING.BACKEND`` (kerapipe/backend.py)
+    unless ``backend`` is false."""
     from kerapipe.backend import use_backend
     from kerapipe.config import load_params
 
     params = load_params(args.params)
-    use_backend(params.TRAINING.BACKEND)
+    if backend:
+        use_backend(params.TRAINING.BACKEND)
     return params
 
 

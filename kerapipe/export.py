@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 # The file each format is written to, and the packages its export and its check need.
 FILES = {"onnx": "model.onnx", "litert": "model.tflite"}
+# The exporters (tf2onnx, the LiteRT converter) are TensorFlow's: a model trained on either
+# backend is loaded and exported on TensorFlow (Keras' ONNX export from JAX needs jax2onnx).
+EXPORT_BACKEND = "tensorflow"
 NEEDS = {"onnx": ("tf2onnx", "onnx", "onnxruntime"), "litert": ()}
 EXTRAS = {"onnx": "onnx", "litert": "litert"}
 
@@ -80,7 +83,7 @@ def run_export(params: Params) -> ExportResult:
     """Export, check and write every format of ``DATA.EXPORT.FORMATS`` (none: only empty
     ``export/`` and metrics, so DVC's outputs exist)."""
     check_params(params)
-    use_backend(params.TRAINING.BACKEND)  # or one error: Keras runs on another
+    use_backend(EXPORT_BACKEND)  # or one error: Keras runs on another
     formats = list(params.DATA.EXPORT.FORMATS)
     check_export_packages(formats)
     paths = ModelPaths.from_params(params)

@@ -164,6 +164,13 @@ def test_classification_on_jax_same_weights_twice(tmp_path, small_digits, digits
     assert len(predictions) == 180 and set(predictions.status) == {"ok"}
     scores = json.loads((results[0] / "predictions" / "metrics.json").read_text())["held_out"]
     assert scores["images"] == 180 and scores["accuracy"] > 0.2  # learned something
+    # The export stage loads the JAX-trained model on TensorFlow, whose exporters it uses.
+    params = yaml.safe_load((results[0] / "params.yaml").read_text())
+    params["DATA"]["EXPORT"]["FORMATS"] = ["onnx"]
+    (results[0] / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    kerapipe("export", results[0] / "params.yaml")
+    exported = json.loads((results[0] / "models/digits_cnn/export_metrics.json").read_text())
+    assert exported["export"]["onnx"]["agreement"] == 1.0, exported
 
 
 @pytest.mark.e2e
