@@ -263,6 +263,25 @@ def worker_remote_fit(spec: dict) -> dict:
     return {"rates": fit_rates(contenders, count, spec["rounds"]), "fetch": fetch, "images": count}
 
 
+def worker_backend_fit(spec: dict) -> dict:
+    """Images/s through ``fit`` of the train stage's dataset and the throughput rows' model on
+    ``spec["backend"]`` (Keras' backend is chosen here, before Keras is imported)."""
+    os.environ["KERAS_BACKEND"] = spec["backend"]
+    from kerapipe.config import validate_params
+    from kerapipe.datasets import DatasetOptions, repeated
+    from kerapipe.inventory import scan_data
+    from kerapipe.reproducibility import seed_everything
+    from kerapipe.tasks.base import get_task
+
+    params = validate_params(spec["params"])
+    seed_everything(SEED)
+    table = scan_data(params)
+    options = DatasetOptions.from_params(params.TRAINING)
+    data = get_task(params).dataset(table, BATCH_SIZE, shuffle_seed=SEED, options=options)
+    rates = fit_rates({spec["backend"]: repeated(data)}, len(table), spec["rounds"])
+    return {"rates": rates[spec["backend"]], "images": len(table)}
+
+
 def tiny_model():
     """The model of the throughput rows, the same for every contender: cheap enough (about
     3,000 images/s on 2 cores) that the input pipeline, not the network, sets the pace."""
@@ -473,6 +492,7 @@ WORKERS = {
     "predict": worker_predict,
     "modules": worker_modules,
     "input": worker_input,
+    "backend_fit": worker_backend_fit,
 }
 
 
@@ -562,6 +582,97 @@ def bench_input(sizes: dict, photos: Path, work: Path) -> list[Row]:
 def target_rate(rates: dict) -> float:
     """kerapipe's per-core rate from JPEG: the cached epochs should be well above it."""
     return statistics.median(cpu for _, cpu in rates["kerapipe_first"])
+
+
+def bench_jax(sizes: dict, data: Path, work: Path) -> list[Row]:
+    """JAX against TensorFlow: ``fit`` throughput of the same dataset and model (a fresh
+    process per backend and round, in turns); and the train stage with
+    ``DISTRIBUTION: data_parallel`` in two processes on 127.0.0.1 (one CPU device each,
+    BATCH_SIZE halved: the same global batch) against one process, wall time of the stage."""
+    params = params_for(data, work / "jax")
+    rates: dict[str, list[float]] = {"jax": [], "tensorflow": []}
+    for _ in range(sizes["repeats"]):
+        for backend in rates:
+            spec = {"params": params, "rounds": 1, "backend": backend}
+            rates[backend] += worker("backend_fit", spec)["rates"]
+    log("fit on jax: " + ", ".join(f"{v:.0f}" for v in rates["jax"]) + " images/s")
+    log("fit on tensorflow: " + ", ".join(f"{v:.0f}" for v in rates["tensorflow"]) + " images/s")
+    ratio = statistics.median(j / t for j, t in zip(rates["jax"], rates["tensorflow"], strict=True))
+    rows = [
+        Row(
+            "fit throughput, BACKEND: jax vs tensorflow, same data and model (images/s)",
+            f"{statistics.median(rates['jax']):.0f}",
+            f"{statistics.median(rates['tensorflow']):.0f}",
+            f"{ratio:.2f}x",
+            "-",
+            None,
+            "informational, CPU only: GPU figures are not measured here",
+        )
+    ]
+    epochs = FIT_EPOCHS
+    seconds = {}
+    batch = BATCH_SIZE if count_images(data) >= 1000 else 8  # a full batch of validation images
+    for processes in (1, 2):
+        folder = work / f"jax_processes_{processes}"
+        stage = params_for(data, folder, BACKEND="jax", DISTRIBUTION="data_parallel")
+        stage["TRAINING"].update(NUM_EPOCHS=epochs, BATCH_SIZE=batch // processes)
+        path = write_params(folder / "params.yaml", stage)
+        run([sys.executable, "-m", "kerapipe.cli", "inventory", "--params", str(path)], folder)
+        seconds[processes] = statistics.median(
+            train_in_processes(path, processes) for _ in range(sizes["repeats"])
+        )
+        log(f"train stage, {processes} process(es): {seconds[processes]:.1f} s")
+    images = count_images(data) * 0.8 * epochs  # the training split, every epoch
+    rates_by = {n: images / s for n, s in seconds.items()}
+    rows.append(
+        Row(
+            "train stage on JAX, data_parallel, 2 processes vs 1 (images/s, whole stage)",
+            f"{rates_by[2]:.0f}",
+            f"{rates_by[1]:.0f}",
+            f"{rates_by[2] / rates_by[1]:.2f}x",
+            "-",
+            None,
+            "informational: both processes on this machine's CPU cores",
+        )
+    )
+    return rows
+
+
+def train_in_processes(params: Path, processes: int) -> float:
+    """Wall time of ``kerapipe train`` in ``processes`` processes joined on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cluster = {
+        "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{port}",
+        "KERAS_DISTRIBUTION_NUM_PROCESSES": str(processes),
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+    }
+    args = [sys.executable, "-m", "kerapipe.cli", "train", "-q", "--params", str(params)]
+    start = time.perf_counter()
+    children = [
+        subprocess.Popen(
+            args,
+            cwd=params.parent if i == 0 else params.parent.parent,
+            env={
+                **env(),
+                **(cluster if processes > 1 else {}),
+                "KERAS_DISTRIBUTION_PROCESS_ID": str(i),
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(processes)
+    ]
+    errors = [child.communicate()[1] for child in children]
+    elapsed = time.perf_counter() - start
+    for child, error in zip(children, errors, strict=True):
+        if child.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed: {error[-3000:]}")
+    return elapsed
 
 
 def bench_remote(sizes: dict, data: Path, work: Path) -> list[Row]:
@@ -927,6 +1038,7 @@ def table(rows: list[Row]) -> str:
 
 BENCHES = (
     "training", "input", "remote", "predict", "inventory", "startup", "memory", "dvc", "command",
+    "jax",
 )  # fmt: skip
 
 
@@ -957,7 +1069,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{mode} run on {machine()}; data under {root}")
 
     train = None
-    if {"training", "remote", "predict", "memory", "command"} & set(chosen):
+    if {"training", "remote", "predict", "memory", "command", "jax"} & set(chosen):
         train = synthetic.make_images(root / f"images_{sizes['train']}", sizes["train"])
     rows: list[Row] = []
     if "training" in chosen:
@@ -991,6 +1103,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += bench_dvc(sizes, work, args.quick)
     if "command" in chosen:
         rows += bench_command(sizes, sample / "digits", train, work, mode)
+    if "jax" in chosen:
+        rows += bench_jax(sizes, train, work)
 
     minutes = (time.perf_counter() - started) / 60
     print(f"\nkerapipe benchmarks ({mode}; medians of {sizes['repeats']} runs unless noted)")

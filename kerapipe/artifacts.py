@@ -162,8 +162,9 @@ def save_model(model: keras.Model, path: Path, model_format: str) -> None:
 def load_model(path: Path, model_format: str, shown: str | None = None):
     """Load a saved model for inference with Keras' safe mode (no code from the file runs).
 
-    A ``tf`` SavedModel is wrapped in a ``keras.layers.TFSMLayer`` calling its serving
-    signature. Messages name the model as ``shown`` (its path on its source) when given.
+    A ``tf`` SavedModel calls its serving signature: through a ``keras.layers.TFSMLayer`` on
+    TensorFlow, through TensorFlow itself on JAX (kerapipe/backend.py). Messages name the
+    model as ``shown`` (its path on its source) when given.
     """
     import keras
 
@@ -175,7 +176,9 @@ def load_model(path: Path, model_format: str, shown: str | None = None):
         )
     try:
         if model_format == "tf":
-            return keras.layers.TFSMLayer(str(path), call_endpoint="serving_default")
+            from kerapipe.backend import load_saved_model
+
+            return load_saved_model(str(path))
         return keras.saving.load_model(str(path), compile=False, safe_mode=True)
     except (ValueError, OSError, TypeError) as err:
         raise ModelError(f"cannot load model {name!r}: {err}") from None

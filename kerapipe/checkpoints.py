@@ -210,14 +210,17 @@ class Checkpoints:
         others: list[keras.callbacks.Callback],
         load: Callable[[Path], keras.Model],
         set_asides: tuple[SetAside, ...] = (),
+        background: bool = True,
     ) -> list[keras.callbacks.Callback]:
         """The epoch's snapshot first, Keras' CSVLogger, ``others``, and last the recorder,
         which hands the epoch to the background writer (see ``EpochWriter``): the checkpoint
         holds the model as it was before ``others`` ran, as Keras' ModelCheckpoint did, and
         the state names an epoch only once its log row is written. ``load`` loads a
         checkpoint file (for the writer's copy of the model); ``set_asides`` are deleted,
-        with this folder's, once the first epoch is recorded."""
+        with this folder's, once the first epoch is recorded. Without ``background`` every
+        checkpoint is saved on the training thread (the writer still writes ``state.json``)."""
         self.writer = EpochWriter(self, load, (self.set_aside, *set_asides))
+        self.writer.copy_failed = not background
         recorder = EpochRecorder(self, self.writer, state)
         return [
             recorder.snapshot,

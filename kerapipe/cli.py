@@ -13,10 +13,14 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from kerapipe import native_logs
 from kerapipe.errors import KerapipeError
 from kerapipe.native_logs import import_tensorflow
+
+if TYPE_CHECKING:
+    from kerapipe.config import Params
 
 log = logging.getLogger("kerapipe")
 
@@ -28,14 +32,14 @@ def cmd_inventory(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    params = _backend_params(args)
+    params = _backend_params(args, launch=True)
     from kerapipe.train import run_training
 
     run_training(params)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    params = _backend_params(args)
+    params = _backend_params(args, backend="tensorflow")  # kerapipe.export.EXPORT_BACKEND
     from kerapipe.export import run_export
 
     run_export(params)
@@ -136,8 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger().setLevel(level)
     for noisy in ("absl", "h5py", "matplotlib", "PIL", "urllib3", "fsspec"):
         logging.getLogger(noisy).setLevel(max(level, logging.INFO))
-    # Storage clients say where they found credentials and endpoints: only with -v.
-    for chatty in ("botocore", "aiobotocore", "s3fs", "gcsfs", "adlfs", "azure"):
+    # Storage clients say where they found credentials and endpoints, JAX which platforms it
+    # tried: only with -v.
+    for chatty in ("botocore", "aiobotocore", "s3fs", "gcsfs", "adlfs", "azure", "jax"):
         logging.getLogger(chatty).setLevel(logging.INFO if args.verbose else logging.WARNING)
     native_logs.show_all(args.verbose)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if args.verbose else "2")
@@ -154,18 +159,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _params(args: argparse.Namespace):
+def _launch_if_asked(args: argparse.Namespace) -> None:
+    """With ``KERAPIPE_LAUNCHER`` set (``srun``, ``mpirun ...``), run this same train command
+    under it, on every host it starts, and exit with its status (kerapipe/distribution.py)."""
+    import subprocess
+
+    from kerapipe.distribution import LAUNCHED, launch_command
+
+    own = [sys.executable, "-m", "kerapipe.cli", "train", "--params", os.path.abspath(args.params)]
+    own += ["-q"] if args.quiet else ["-v"] if args.verbose else []
+    command = launch_command(own)
+    if command is None:
+        return
+    log.info("Starting the training processes: %s", " ".join(command))
+    code = subprocess.run(command, env={**os.environ, LAUNCHED: "1"}, check=False).returncode
+    if code:
+        raise KerapipeError(f"the training processes ended with status {code} (see above).")
+    raise SystemExit(0)
+
+
+def _params(args: argparse.Namespace, backend: bool = True):
+    """The params, with ``KERAS_BACKEND`` set from ``TRAINING.BACKEND`` (kerapipe/backend.py)
+    unless ``backend`` is false."""
+    from kerapipe.backend import use_backend
     from kerapipe.config import load_params
 
-    return load_params(args.params)
+    params = load_params(args.params)
+    if backend:
+        use_backend(params.TRAINING.BACKEND)
+    return params
 
 
-def _backend_params(args: argparse.Namespace):
-    """The params, with TRAINING.DEVICES applied and then TensorFlow imported: the devices a
-    run may use are read by the backend once, when it starts."""
+def _backend_params(
+    args: argparse.Namespace, launch: bool = False, backend: str | None = None
+) -> Params:
+    """The params, with ``KERAS_BACKEND`` set (``TRAINING.BACKEND``, or ``backend``),
+    TRAINING.DEVICES applied and then TensorFlow imported: the backend and the devices a run
+    may use are read once, when it starts. With ``launch``, a ``data_parallel`` train runs
+    under ``KERAPIPE_LAUNCHER`` when that is set (and this process exits with it)."""
+    from kerapipe.backend import use_backend
     from kerapipe.devices import select_devices
 
-    params = _params(args)
+    params = _params(args, backend=backend is None)
+    if backend is not None:
+        use_backend(backend)
+    if launch and params.TRAINING.DISTRIBUTION == "data_parallel":
+        _launch_if_asked(args)
     select_devices(params.TRAINING.DEVICES)
     import_tensorflow()
     return params

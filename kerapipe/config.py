@@ -439,8 +439,14 @@ class TrainingParams(Group):
     MIXED_PRECISION: bool = Field(
         False, description="compute in float16 (GPU) or bfloat16 (CPU), keep float32 weights"
     )
-    DISTRIBUTION: Literal["none", "mirrored"] = Field(
-        "none", description="mirrored: data-parallel over every GPU of this machine"
+    BACKEND: Literal["tensorflow", "jax"] = Field(
+        "tensorflow",
+        description="Keras backend the stages run on; sets KERAS_BACKEND (the params win)",
+    )
+    DISTRIBUTION: Literal["none", "mirrored", "data_parallel"] = Field(
+        "none",
+        description="mirrored (tensorflow): data-parallel over every GPU of this machine; "
+        "data_parallel (jax): over every device of every process (several machines)",
     )
     DEVICES: Literal["auto"] | list[Annotated[int, Field(ge=0)]] | None = Field(
         None,
@@ -491,6 +497,27 @@ class TrainingParams(Group):
             if bad:
                 raise ValueError(f"weights must be numbers > 0; got {bad}")
         return value
+
+    @model_validator(mode="after")
+    def _distribution_fits_backend(self) -> TrainingParams:
+        if self.DISTRIBUTION == "data_parallel" and self.BACKEND != "jax":
+            raise ValueError(
+                "DISTRIBUTION: data_parallel runs on the JAX backend only (TensorFlow's "
+                "multi-worker strategy does not work with Keras 3). Set BACKEND: jax, or use "
+                "DISTRIBUTION: mirrored for the GPUs of one machine on tensorflow"
+            )
+        if self.DISTRIBUTION == "mirrored" and self.BACKEND != "tensorflow":
+            raise ValueError(
+                "DISTRIBUTION: mirrored is TensorFlow's MirroredStrategy; on BACKEND: jax use "
+                "DISTRIBUTION: data_parallel"
+            )
+        if self.DISTRIBUTION == "data_parallel" and self.CACHE == "memory":
+            raise ValueError(
+                "CACHE: memory does not work with DISTRIBUTION: data_parallel (each process "
+                "reads another slice of every global batch, so no process holds a fixed set of "
+                "images); use disk, which every process shares"
+            )
+        return self
 
     @field_validator("DEVICES")
     @classmethod

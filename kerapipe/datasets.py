@@ -49,6 +49,7 @@ from kerapipe.images import (
 
 if TYPE_CHECKING:
     from kerapipe.config import TrainingParams
+    from kerapipe.distribution import Shard
 
 log = logging.getLogger(__name__)
 AUTOTUNE = tf.data.AUTOTUNE
@@ -68,6 +69,8 @@ class DatasetOptions:
         shuffle_buffer: elements in the shuffle buffer; None: all of them.
         augmentations: applied in order to each image (and mask) after decoding.
         num_parallel_calls: parallel decode/augment calls; None: tf.data autotunes it.
+        shard: under ``DISTRIBUTION: data_parallel``, the slice of every global batch this
+            process decodes (see ``take_shard``); None: all of it.
     """
 
     cache: str = "none"
@@ -76,6 +79,7 @@ class DatasetOptions:
     shuffle_buffer: int | None = None
     augmentations: tuple[Augmentation, ...] = ()
     num_parallel_calls: int | None = None
+    shard: Shard | None = None
 
     @classmethod
     def from_params(
@@ -474,20 +478,26 @@ def image_dataset(
         return (*loaded, *element[len(loaders) :])
 
     shuffle = shuffle_seed is not None
+    seeds = augmentation_seeds(shuffle_seed) if options.augmentations else None
     buffer = options.shuffle_buffer or len(paths)
-    in_memory = options.cache == "memory" and _fits_in_memory(columns, len(paths))
-    if shuffle and not in_memory:
-        dataset = _shuffle(dataset, buffer, shuffle_seed)
-    dataset = dataset.map(load, num_parallel_calls=options.parallel_calls)
-    if in_memory:
-        dataset = dataset.cache()
+    if options.shard is not None:  # data_parallel: file names -> shuffle -> seeds -> slice
         if shuffle:
             dataset = _shuffle(dataset, buffer, shuffle_seed)
+        dataset, batch_size = take_shard(dataset, options.shard, batch_size, seeds)
+        if seeds is not None:
+            load, seeds = with_seed(load), None  # the seeds travel with the file names
+        dataset = dataset.map(load, num_parallel_calls=options.parallel_calls)
+    else:
+        in_memory = options.cache == "memory" and _fits_in_memory(columns, len(paths))
+        if shuffle and not in_memory:
+            dataset = _shuffle(dataset, buffer, shuffle_seed)
+        dataset = dataset.map(load, num_parallel_calls=options.parallel_calls)
+        if in_memory:
+            dataset = dataset.cache()
+            if shuffle:
+                dataset = _shuffle(dataset, buffer, shuffle_seed)
 
     if options.augmentations:
-        seeds = tf.data.Dataset.random(
-            seed=shuffle_seed or 0, rerandomize_each_iteration=True
-        ).batch(2, drop_remainder=True)
         augmentations = options.augmentations
         has_mask = masks is not None
 
@@ -497,7 +507,8 @@ def image_dataset(
             image, mask = augment(image, seed, augmentations, mask=rest[0] if has_mask else None)
             return (image, mask) if has_mask else (image, *rest)
 
-        dataset = tf.data.Dataset.zip(dataset, seeds)
+        if seeds is not None:
+            dataset = tf.data.Dataset.zip(dataset, seeds)
         dataset = dataset.map(apply, num_parallel_calls=options.parallel_calls)
 
     dataset = dataset.batch(batch_size)
@@ -582,6 +593,56 @@ def prediction_dataset(
     dataset = (dataset.ignore_errors() if skip_errors else dataset).batch(batch_size)
     dataset = dataset.map(lambda index, batch: (index, tf.cast(batch, tf.float32)))
     return dataset.prefetch(AUTOTUNE)
+
+
+def augmentation_seeds(shuffle_seed: int | None) -> tf.data.Dataset:
+    """Endless per-element augmentation seeds (pairs), drawn anew every epoch from the seed."""
+    seeds = tf.data.Dataset.random(seed=shuffle_seed or 0, rerandomize_each_iteration=True)
+    return seeds.batch(2, drop_remainder=True)
+
+
+def take_shard(
+    dataset: tf.data.Dataset,
+    shard: Shard,
+    batch_size: int,
+    seeds: tf.data.Dataset | None = None,
+) -> tuple[tf.data.Dataset, int]:
+    """This process's slice of every global batch of ``batch_size`` elements, unbatched, and
+    the batch size it feeds its own devices (``DISTRIBUTION: data_parallel``).
+
+    Every process lists and shuffles the same file names alike (same seed); each then decodes
+    only slice ``shard.index`` of each global batch, so the processes together feed exactly
+    the batches one process would (kerapipe/distribution.py). ``seeds`` (augmentation seeds)
+    are zipped on before the slicing, so an image gets the same random transform whichever
+    process decodes it. The last incomplete global batch of each pass is left out: every
+    device takes an equal part of a batch.
+    """
+    local = batch_size // shard.count
+    batches = int(dataset.cardinality()) // batch_size
+    if batches < 1:
+        raise DataError(
+            f"DISTRIBUTION: data_parallel needs at least one full global batch of {batch_size} "
+            f"images (BATCH_SIZE x devices); this set has {int(dataset.cardinality())}. Lower "
+            "TRAINING.BATCH_SIZE or add images."
+        )
+    if seeds is not None:
+        dataset = tf.data.Dataset.zip(dataset, seeds)
+    start = shard.index * local
+
+    def part(*element):
+        return tf.nest.map_structure(lambda tensor: tensor[start : start + local], element)
+
+    dataset = dataset.batch(batch_size, drop_remainder=True).map(part).unbatch()
+    return dataset.apply(tf.data.experimental.assert_cardinality(batches * local)), local
+
+
+def with_seed(decode):
+    """``decode`` for elements that carry their augmentation seed: ``(element, seed)``."""
+
+    def run(element, seed):
+        return (decode(*element) if isinstance(element, tuple) else decode(element)), seed
+
+    return run
 
 
 def repeated(dataset: tf.data.Dataset) -> tuple[tf.data.Dataset, int | None]:

@@ -24,6 +24,7 @@ import numpy as np
 
 from kerapipe.artifacts import ModelPaths, check_model_matches, load_model
 from kerapipe.atomic import atomic_path
+from kerapipe.backend import use_backend
 from kerapipe.checks import check_params
 from kerapipe.config import Params
 from kerapipe.errors import ConfigError, ModelError
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 
 # The file each format is written to, and the packages its export and its check need.
 FILES = {"onnx": "model.onnx", "litert": "model.tflite"}
+# The exporters (tf2onnx, the LiteRT converter) are TensorFlow's: a model trained on either
+# backend is loaded and exported on TensorFlow (Keras' ONNX export from JAX needs jax2onnx).
+EXPORT_BACKEND = "tensorflow"
 NEEDS = {"onnx": ("tf2onnx", "onnx", "onnxruntime"), "litert": ()}
 EXTRAS = {"onnx": "onnx", "litert": "litert"}
 
@@ -79,6 +83,7 @@ def run_export(params: Params) -> ExportResult:
     """Export, check and write every format of ``DATA.EXPORT.FORMATS`` (none: only empty
     ``export/`` and metrics, so DVC's outputs exist)."""
     check_params(params)
+    use_backend(EXPORT_BACKEND)  # or one error: Keras runs on another
     formats = list(params.DATA.EXPORT.FORMATS)
     check_export_packages(formats)
     paths = ModelPaths.from_params(params)
@@ -138,9 +143,9 @@ def compare(
 ) -> Comparison:
     """Run every batch through both models; the largest absolute difference of any output,
     and (for class scores) the share of images, or pixels, whose arg-max agrees."""
-    import tensorflow as tf
+    from kerapipe.backend import inference_step
 
-    step = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
+    step = inference_step(model)
     count, largest, agree, total = 0, 0.0, 0, 0
     for batch in images():
         ours, theirs = np.asarray(step(batch)), np.asarray(run(batch)).reshape(-1)

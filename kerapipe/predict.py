@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kerapipe.artifacts import ModelPaths, check_model_matches, load_model
+from kerapipe.backend import use_backend
 from kerapipe.checks import check_params
 from kerapipe.config import Params
 from kerapipe.images import ImageInfo, describe_problems, find_bad_images, probe_images
@@ -40,6 +41,7 @@ class PredictionResult:
 
 def run_prediction(params: Params) -> PredictionResult:
     check_params(params)
+    use_backend(params.TRAINING.BACKEND)  # or one error: Keras runs on another
     task = get_task(params)
     source = source_of(params.DATA, "PREDICTION_DATA_DIR")
     check_labels(params)  # before any work: predict scores itself against them
@@ -155,21 +157,16 @@ def predict_batches(model, batches, total: int) -> Iterator[tuple[np.ndarray, np
 
     The task writes each batch as it comes, so outputs never pile up in memory (segmentation
     score maps are height x width x classes floats per image). Each batch runs through one
-    compiled ``tf.function`` call, as ``model.predict`` does; an eager ``model(batch)`` per
-    batch is much slower for small models.
+    compiled call, as ``model.predict`` does (``kerapipe.backend.inference_step``); an eager
+    ``model(batch)`` per batch is much slower for small models.
     """
-    import tensorflow as tf
     from tqdm import tqdm
 
-    step = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
+    from kerapipe.backend import inference_step
+
+    step = inference_step(model)
     with tqdm(total=total, unit="image", desc="predicting", disable=None, delay=1) as bar:
         for indices, batch in batches:
-            output = _as_array(step(batch))
+            output = step(batch)
             bar.update(len(output))
             yield np.asarray(indices), output
-
-
-def _as_array(output) -> np.ndarray:
-    if isinstance(output, dict):  # a SavedModel signature returns {name: tensor}
-        output = next(iter(output.values()))
-    return np.asarray(output)

@@ -17,38 +17,37 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import keras
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 from dvclive.utils import standardize_metric_name
 
-from kerapipe import fingerprints
+from kerapipe import backend, distribution, fingerprints
 from kerapipe.artifacts import ModelPaths, read_run_info, save_model
 from kerapipe.atomic import atomic_path, storage_errors
-from kerapipe.checkpoints import Checkpoints
+from kerapipe.backend import use_backend
+from kerapipe.checkpoints import Checkpoints, CheckpointState
 from kerapipe.checks import check_params
 from kerapipe.components import build_callbacks, build_loss, build_metrics, build_optimizer
-from kerapipe.config import Params, resolve_seed
+from kerapipe.config import Params, resolve_seed, validate_params
 from kerapipe.datasets import DatasetOptions, repeated, single_pass
+from kerapipe.distribution import Distribution
 from kerapipe.errors import DataError, ModelError
 from kerapipe.folders import SetAside, WorkingCopy
 from kerapipe.images import first, undecodable_images
 from kerapipe.inventory import read_matching_inventory
 from kerapipe.locks import exclusive
 from kerapipe.models.base import model_builder
-from kerapipe.reproducibility import (
-    distribution_strategy,
-    environment_info,
-    seed_everything,
-    set_precision,
-)
-from kerapipe.sources import DataSource, source_of
+from kerapipe.reproducibility import environment_info, seed_everything, set_precision
+from kerapipe.sources import DataSource, LocalSource, source_of
 from kerapipe.tasks.base import Task, get_task
 
 log = logging.getLogger(__name__)
@@ -100,23 +99,35 @@ def run_training(params: Params) -> TrainingResult:
     checkpoints and DVCLive logs back as they were.
     """
     check_params(params)
+    use_backend(params.TRAINING.BACKEND)  # or one error: Keras runs on another
+    # Before anything computes: jax.distributed joins the processes first.
+    dist = distribution.start(params.TRAINING.DISTRIBUTION, backend.current())
+    if dist.multi_process:  # process 0's params (what DVC ran it with) hold for every process
+        params = check_params(validate_params(dist.from_writer(params.model_dump(mode="json"))))
     paths = ModelPaths.from_params(params)
+    if not dist.writer:  # computes beside process 0, writing only in a scratch folder
+        with tempfile.TemporaryDirectory(prefix="kerapipe-process-") as scratch:
+            scratch_paths = ModelPaths(LocalSource(), f"{scratch}/run", paths.format)
+            return _train(params, scratch_paths, dist, f"{scratch}/{DVCLIVE_DIR}")
     with exclusive(paths.lock_folder(), "kerapipe train", shown=paths.run_dir):
-        return _train(params, paths)
+        return _train(params, paths, dist, DVCLIVE_DIR)
 
 
-def _train(params: Params, paths: ModelPaths) -> TrainingResult:
+def _train(params: Params, paths: ModelPaths, dist: Distribution, live_dir: str) -> TrainingResult:
+    """Train on this process's part of the data. Under a multi-process ``data_parallel`` every
+    decision that changes what Keras does (skip, resume) is process 0's, shared with the others,
+    so all run the same steps and the same collective saves."""
     task = get_task(params)
     table, inventory_bytes = read_matching_inventory(params, task)
     weights = fingerprints.weights_settings(params, inventory_bytes, task.display_only_params)
-    if paths.source.exists(paths.model) and not params.TRAINING.FORCE:
-        keep_existing_model(paths, weights)
+    if dist.from_writer(paths.source.exists(paths.model) and not params.TRAINING.FORCE):
+        if dist.writer:
+            keep_existing_model(paths, weights)
         return TrainingResult(paths.model, seed=None, history={}, skipped=True)
 
-    seed = resolve_seed(params.TRAINING.SEED)
+    seed = dist.from_writer(resolve_seed(params.TRAINING.SEED))  # one drawn seed for all
     seed_everything(seed)
     set_precision(params.TRAINING.MIXED_PRECISION)
-    strategy = distribution_strategy(params.TRAINING.DISTRIBUTION)
     train_rows, val_rows = (table[table.split == s] for s in ("train", "validation"))
     if train_rows.empty:
         raise DataError("the inventory has no 'train' rows. Rerun `kerapipe inventory`.")
@@ -127,8 +138,9 @@ def _train(params: Params, paths: ModelPaths) -> TrainingResult:
     named = dict(zip(local_rows.filepath, table.filepath, strict=True))  # for messages
     local_train, local_val = (local_rows[table.split == s] for s in ("train", "validation"))
     # BATCH_SIZE is per replica; the global batch grows with the number of devices.
-    batch_size = params.TRAINING.BATCH_SIZE * strategy.num_replicas_in_sync
+    batch_size = params.TRAINING.BATCH_SIZE * dist.replicas
     inputs = DatasetOptions.from_params(params.TRAINING, params.DATA.REMOTE_CACHE_DIR)
+    inputs = replace(inputs, shard=dist.shard())  # data_parallel: this process's slices
     train_data = task.dataset(local_train, batch_size, shuffle_seed=seed, options=inputs)
     val_data = (
         task.dataset(local_val, batch_size, shuffle_seed=None, options=inputs.for_evaluation())
@@ -136,21 +148,32 @@ def _train(params: Params, paths: ModelPaths) -> TrainingResult:
         else None
     )
 
+    def evaluation_data(data):  # every validation image, on this process alone
+        if inputs.shard is None:
+            return data
+        options = replace(inputs.for_evaluation(), shard=None)
+        return task.dataset(local_val, params.TRAINING.BATCH_SIZE, None, options=options)
+
     run = paths.working_copy()
     monitor = "val_loss" if val_data is not None else "loss"
     settings = fingerprints.checkpoint_settings(weights)
     checkpoints = Checkpoints(run.sub("checkpoints"), settings, monitor)
     checkpoints.recover()
-    live_set_aside = SetAside(DVCLIVE_DIR)
+    live_set_aside = SetAside(live_dir)
     live_set_aside.restore()  # left by a run killed before its first epoch
-    with strategy.scope():
-        resumed = checkpoints.resume(load_checkpoint) if params.TRAINING.LOAD_CHECKPOINT else None
-        state, model = resumed if resumed else (None, new_model(params, task))
+    if dist.multi_process:
+        state, model = resume_on_every_process(dist, checkpoints, params, task, seed)
+    else:
+        with dist.scope():
+            load = params.TRAINING.LOAD_CHECKPOINT
+            resumed = checkpoints.resume(load_checkpoint) if load else None
+            state, model = resumed if resumed else (None, new_model(params, task))
     initial_epoch = state.epoch if state else 0
 
     # From here on files change: earlier checkpoints and logs are set aside, not deleted.
     if state is None:
         checkpoints.start_fresh()
+    checkpoints.folder.local.mkdir(parents=True, exist_ok=True)  # another process's resume
     live_set_aside.move()
     log.info(
         "Training %s on %d images (%d for validation), batch %d on %d device(s).",
@@ -158,13 +181,17 @@ def _train(params: Params, paths: ModelPaths) -> TrainingResult:
         len(train_rows),
         len(val_rows),
         batch_size,
-        strategy.num_replicas_in_sync,
+        dist.replicas,
     )
     opening: futures.Future[Live] | None = None
     try:
-        opening = start_live(params, seed, checkpoints.trim_log(initial_epoch))
+        opening = start_live(params, seed, checkpoints.trim_log(initial_epoch), live_dir)
         others = [EpochLogger(opening), *build_callbacks(params)]
-        callbacks = checkpoints.callbacks(state, others, load_checkpoint, (live_set_aside,))
+        # Under a multi-process distribution every process takes part in each save, on the
+        # training thread; otherwise a background thread writes the checkpoints.
+        callbacks = checkpoints.callbacks(
+            state, others, load_checkpoint, (live_set_aside,), background=not dist.multi_process
+        )
         with storage_errors(
             f"the checkpoints in {paths.checkpoints}",
             "rerun with TRAINING.LOAD_CHECKPOINT: true to continue after the last epoch",
@@ -185,22 +212,39 @@ def _train(params: Params, paths: ModelPaths) -> TrainingResult:
         live_set_aside.restore()
         raise
     live = opening.result()
+    if dist.multi_process:  # saving and evaluation run on process 0 alone
+        model = local_copy(dist, model, params, task, seed)
+        if not dist.writer:
+            live.end()
+            dist.wait_for_all()  # for process 0's outputs: exiting first would time out
+            return TrainingResult(paths.model, seed, history.history, initial_epoch=initial_epoch)
+    try:
+        write_outputs(run, paths, model, task, checkpoints, live)
+        evaluation = (
+            task.log_evaluation(live, model, local_val, single_pass(evaluation_data(val_data)))
+            if val_data is not None
+            else None
+        )
+        with storage_errors(f"the model in {paths.run_dir}"):
+            write_validation_predictions(run, evaluation, named)
+            live.end()
+            write_run_info(run, seed, dist, initial_epoch, weights, task)
+    finally:
+        dist.wait_for_all()  # lets the other processes end
+    log.info("Saved %s", paths.model)
+    return TrainingResult(paths.model, seed, history.history, initial_epoch=initial_epoch)
+
+
+def write_outputs(
+    run: WorkingCopy, paths: ModelPaths, model: keras.Model, task: Task, checkpoints, live
+) -> None:
+    """The final model, its training log and ``outputs.json``."""
     with storage_errors(f"the model in {paths.run_dir}"):
         save_final_model(task.finalize_model(model), run, paths)
         with atomic_path(run.local_file("training_log.csv")) as tmp:
             shutil.copyfile(checkpoints.log_file, tmp)
         run.upload("training_log.csv")
         run.write_text("outputs.json", json.dumps(task.describe_outputs(), indent=2) + "\n")
-        evaluation = (
-            task.log_evaluation(live, model, local_val, single_pass(val_data))
-            if val_data is not None
-            else None
-        )
-        write_validation_predictions(run, evaluation, named)
-        live.end()
-        write_run_info(run, seed, strategy.num_replicas_in_sync, initial_epoch, weights, task)
-    log.info("Saved %s", paths.model)
-    return TrainingResult(paths.model, seed, history.history, initial_epoch=initial_epoch)
 
 
 def local_files(task: Task, table: pd.DataFrame, source: DataSource) -> pd.DataFrame:
@@ -330,23 +374,25 @@ def new_model(params: Params, task: Task) -> keras.Model:
 
 
 def start_live(
-    params: Params, seed: int, past_epochs: list[dict[str, str]]
+    params: Params, seed: int, past_epochs: list[dict[str, str]], folder: str = DVCLIVE_DIR
 ) -> futures.Future[Live]:
     """``open_live`` in a background thread. DVCLive imports DVC and opens the repository
     (for DVC Studio's settings): a second or more, which the first epoch hides that way."""
     pool = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kerapipe-dvclive")
-    opening = pool.submit(open_live, params, seed, past_epochs)
+    opening = pool.submit(open_live, params, seed, past_epochs, folder)
     pool.shutdown(wait=False)
     return opening
 
 
-def open_live(params: Params, seed: int, past_epochs: list[dict[str, str]]) -> Live:
+def open_live(
+    params: Params, seed: int, past_epochs: list[dict[str, str]], folder: str = DVCLIVE_DIR
+) -> Live:
     """A fresh DVCLive run with the params, replaying the epochs a resumed run already did.
 
     Replaying from the checkpointed CSV log (rather than trusting ``dvclive/``, which DVC
     deletes before a stage runs) keeps the steps continuous and free of duplicates.
     """
-    live = RunLive(DVCLIVE_DIR, dvcyaml=None, save_dvc_exp=False, report=None)
+    live = RunLive(folder, dvcyaml=None, save_dvc_exp=False, report=None)
     live.log_params({**params.model_dump(), "RESOLVED_SEED": seed})
     for row in past_epochs:
         for name, value in row.items():
@@ -389,7 +435,7 @@ def copy_weights(source: keras.Model, target: keras.Model) -> None:
 
 
 def write_run_info(
-    run: WorkingCopy, seed: int, replicas: int, initial_epoch: int, weights: dict, task: Task
+    run: WorkingCopy, seed: int, dist: Distribution, initial_epoch: int, weights: dict, task: Task
 ) -> None:
     """What made the model: the seed, the devices, the versions, the settings that shape
     its weights (compared on the next run, and by predict) and the names of its outputs
@@ -397,7 +443,9 @@ def write_run_info(
     the run's files."""
     info = {
         "seed": seed,
-        "replicas": replicas,
+        "replicas": dist.replicas,
+        "distribution": dist.name,
+        "processes": dist.process_count,
         "resumed_after_epoch": initial_epoch,
         "final_epochs": len(pd.read_csv(run.local_file("training_log.csv"))),
         **environment_info(),
@@ -419,3 +467,61 @@ def write_validation_predictions(
     table = table.assign(filepath=[named.get(path, path) for path in table.filepath])
     text = table.to_csv(index=False, lineterminator="\n")
     run.write_text("validation_predictions.csv", text)
+
+
+def model_state(model: keras.Model) -> list[np.ndarray]:
+    """Every weight and optimizer variable of ``model``, as arrays."""
+    variables = [*model.weights, *model.optimizer.variables]
+    return [np.asarray(keras.ops.convert_to_numpy(v.value)) for v in variables]
+
+
+def set_model_state(model: keras.Model, arrays: list[np.ndarray]) -> None:
+    """Assign what ``model_state`` returned to a model of the same build."""
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    variables = [*model.weights, *model.optimizer.variables]
+    if len(variables) != len(arrays):
+        raise ModelError(
+            f"the model holds {len(variables)} variables, the state to load {len(arrays)}"
+        )
+    for variable, array in zip(variables, arrays, strict=True):
+        variable.assign(array)
+
+
+def resume_on_every_process(
+    dist: Distribution, checkpoints: Checkpoints, params: Params, task: Task, seed: int
+) -> tuple[CheckpointState | None, keras.Model]:
+    """The model on every process of a multi-process run, with process 0's resume (its
+    checkpoint state, weights and optimizer state): only process 0 reads the checkpoints,
+    on its own (a load computes, and a computation on the global arrays would wait for the
+    others); every process then builds the model alike and takes those values."""
+    state, arrays = None, None
+    if dist.writer and params.TRAINING.LOAD_CHECKPOINT:
+        with dist.paused():
+            resumed = checkpoints.resume(load_checkpoint)
+        if resumed:
+            state, arrays = resumed[0], model_state(resumed[1])
+    shared = dist.from_writer(asdict(state) if state else None)
+    if shared is not None:  # the load drew from process 0's generator: all start alike again
+        keras.utils.set_random_seed(seed)
+    model = new_model(params, task)
+    if shared is None:
+        return None, model
+    model.optimizer.build(model.trainable_variables)
+    if arrays is None:  # the others send arrays of the right shapes, which process 0 replaces
+        variables = [*model.weights, *model.optimizer.variables]
+        arrays = [np.zeros(v.shape, keras.backend.standardize_dtype(v.dtype)) for v in variables]
+    set_model_state(model, dist.from_writer(arrays))
+    return CheckpointState(**shared), model
+
+
+def local_copy(dist: Distribution, model: keras.Model, params, task, seed: int) -> keras.Model:
+    """After a multi-process fit: the trained model, optimizer state included, rebuilt on
+    this process alone (the global arrays cannot be predicted with, and saving them needs
+    every process), with the distribution unset. Every process makes it, alike."""
+    arrays = model_state(model)
+    dist.end()
+    keras.utils.set_random_seed(seed)  # a new, local, random generator for the new model
+    local = new_model(params, task)
+    set_model_state(local, arrays)
+    return local

@@ -34,6 +34,7 @@ ROWS = {
         "whole `kerapipe train` vs a hand-written script, digits sample, 1,617 images, 2 epochs",
         "whole `kerapipe train` vs a hand-written script, synthetic tree, 96 images, 1 epoch",
     ],
+    "jax": ["BACKEND: jax vs tensorflow", "data_parallel, 2 processes vs 1"],
 }
 
 
