@@ -251,13 +251,14 @@ class Checkpoints:
                 folder.upload(name)
         folder.write_text(STATE, json.dumps(asdict(state), indent=2))
         # The last two epochs and the best: an older epoch to fall back on if the last is
-        # damaged after it was recorded.
+        # damaged after it was recorded. A later epoch's file may already be there (the
+        # training thread saves the epochs before the writer has its copy): never touched.
         keep = {state.last, f"epoch_{state.epoch - 1:04d}.keras", state.best}
         names = set(folder.names())
         if folder.remote:
             names |= {path.name for path in folder.local.glob("*.keras")}
         for name in names:
-            if CHECKPOINT_FILE.match(name) and name not in keep:
+            if CHECKPOINT_FILE.match(name) and name not in keep and _epoch_of(name) < state.epoch:
                 folder.remove(name)
 
 

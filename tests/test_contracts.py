@@ -181,7 +181,7 @@ def test_every_model_builds_and_trains_a_step_for_each_task_it_supports(model, t
 @pytest.mark.parametrize("model_format", ["keras", "h5", "tf"])
 def test_every_model_round_trips_each_format(model, model_format, tmp_path):
     from kerapipe.artifacts import load_model, save_model
-    from kerapipe.predict import _as_array
+    from kerapipe.backend import _as_array
 
     params = validate_params(model_params(model, "classification"))
     network = model_builder(params).build(get_task(params).head())
