@@ -12,6 +12,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's bin: python, dvc, kerapipe
+# Every stage a first `dvc repro` of the project runs (the samples, upstream of inventory, too).
+ALL_STAGES = {"data/dvc.yaml:samples", "validate", "inventory", "train", "export", "predict"}
 
 
 def tool_env() -> dict[str, str]:
