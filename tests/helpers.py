@@ -101,3 +101,24 @@ def copy_project(dest: Path) -> Path:
 def stages_run(output: str) -> set[str]:
     """The DVC stages a `dvc repro`/`dvc exp run` output says it ran."""
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
+def train_project(root: Path, params: dict) -> Path:
+    """Write ``params`` to ``root/params.yaml`` and run the inventory and the training there,
+    in this process (the paths in ``params`` are read from ``root``)."""
+    import yaml
+
+    from kerapipe.checks import load_checked_params
+    from kerapipe.inventory import run_inventory
+    from kerapipe.train import run_training
+
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        checked = load_checked_params("params.yaml")
+        run_inventory(checked)
+        run_training(checked)
+    finally:
+        os.chdir(cwd)
+    return root

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from pathlib import Path
 
 import keras
@@ -22,7 +21,7 @@ from kerapipe.export import litert_runtime, run_export
 from kerapipe.inventory import run_inventory
 from kerapipe.sample_data import write_digits
 from kerapipe.train import run_training
-from tests.helpers import BIN, REPO, run
+from tests.helpers import BIN, REPO, run, train_project
 
 RUN = Path("models") / "digits_cnn"
 
@@ -40,16 +39,7 @@ def trained(tmp_path_factory) -> Path:
     )
     params["TRAINING"]["NUM_EPOCHS"] = 1
     params["DATA"]["EXPORT"]["FORMATS"] = ["onnx", "litert"]
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        checked = load_params("params.yaml")
-        run_inventory(checked)
-        run_training(checked)
-    finally:
-        os.chdir(cwd)
-    return root
+    return train_project(root, params)
 
 
 @pytest.fixture

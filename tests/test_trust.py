@@ -18,11 +18,10 @@ import pytest
 import yaml
 
 from kerapipe.checks import load_checked_params
-from kerapipe.inventory import run_inventory
 from kerapipe.locks import exclusive
 from kerapipe.sample_data import write_digits
 from kerapipe.train import run_training
-from tests.helpers import BIN, REPO, kerapipe, kill, start, tool_env
+from tests.helpers import BIN, REPO, kerapipe, kill, start, tool_env, train_project
 
 RUN = Path("models") / "digits_cnn"
 
@@ -39,16 +38,7 @@ def trained_once(tmp_path_factory) -> Path:
         PREDICTION_LABELS=str(root / "digits" / "unlabelled_labels.csv"),
     )
     params["TRAINING"]["NUM_EPOCHS"] = 2
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        checked = load_checked_params("params.yaml")
-        run_inventory(checked)
-        run_training(checked)
-    finally:
-        os.chdir(cwd)
-    return root
+    return train_project(root, params)
 
 
 @pytest.fixture
