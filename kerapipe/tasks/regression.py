@@ -127,6 +127,11 @@ class RegressionTask(Task):
             )
         except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
             raise DataError(f"{csv_path} is not a readable CSV file: {err}") from None
+        return self._targets_table(raw, csv_path)
+
+    def _targets_table(self, raw: pd.DataFrame, csv_path: str) -> pd.DataFrame:
+        """``raw`` (a targets CSV, cells as text) as file names (``_name``) and float64
+        targets: one row per image, every target a finite number, or one DataError."""
         name_column = self.config.FILENAME_COLUMN
         absent = [c for c in (name_column, *self.targets) if c not in raw.columns]
         if absent:
@@ -275,24 +280,8 @@ class RegressionTask(Task):
         from kerapipe.tasks.common import read_csv
 
         key = "DATA.PREDICTION_LABELS"
-        truth = read_csv(source, labels, key)
-        name = self.config.FILENAME_COLUMN
-        absent = [c for c in (name, *self.targets) if c not in truth.columns]
-        if absent:
-            raise DataError(
-                f"{key}: {labels} has no column(s) {', '.join(absent)} (found: "
-                f"{', '.join(truth.columns)}); it needs {KEY}.FILENAME_COLUMN and every "
-                "target column, as the targets CSV does."
-            )
-        truth = truth[[name, *self.targets]].copy()
-        for column in self.targets:
-            values = pd.to_numeric(truth[column].str.strip(), errors="coerce")
-            if not np.isfinite(values.to_numpy(dtype=np.float64)).all():
-                raise DataError(
-                    f"{key}: {labels}: column {column!r} holds values that are not numbers."
-                )
-            truth[column] = values
-        return truth
+        table = self._targets_table(read_csv(source, labels, key), f"{key}: {labels}")
+        return table.rename(columns={"_name": self.config.FILENAME_COLUMN})
 
     def score_predictions(
         self, source, predictions: pd.DataFrame, truth, labels: str, predictions_source=None
