@@ -156,7 +156,8 @@ def worker_fit(spec: dict) -> dict:
 
     Each round runs one ``fit(epochs=FIT_EPOCHS)`` per contender in turn (so they share the
     machine's load), fed the way its user would feed it: kerapipe as the train stage does
-    (``repeated`` + ``steps_per_epoch``), the baselines as plain ``fit(dataset)``. Only the
+    (``TRAINING.STEPS_PER_EXECUTION``, 32 batches per call), the baselines as plain
+    ``fit(dataset)``. Only the
     epochs after the first are timed, from Keras' own epoch callbacks: the first epoch (start
     of the iterator, buffers filling) and the end of ``fit`` (iterator teardown, which waits
     for tf.data's autotune thread to wake, a wait that doubles up to seconds) are costs paid
@@ -166,13 +167,15 @@ def worker_fit(spec: dict) -> dict:
 
     import keras
 
+    from kerapipe.backend import steps_per_execution
     from kerapipe.config import validate_params
-    from kerapipe.datasets import DatasetOptions, repeated
+    from kerapipe.datasets import DatasetOptions
     from kerapipe.inventory import scan_data
     from kerapipe.reproducibility import seed_everything
     from kerapipe.tasks.base import get_task
 
     params = validate_params(spec["params"])
+    steps = steps_per_execution(params.TRAINING.STEPS_PER_EXECUTION)
     root = spec["params"]["DATA"]["INVENTORY_DATA_DIR"]
     seed_everything(SEED)  # as the train stage does (op determinism is process-wide: all get it)
     table = scan_data(params)
@@ -188,13 +191,14 @@ def worker_fit(spec: dict) -> dict:
         verbose=False,
     )
     cached = replace(options, cache="memory")
-    contenders = {  # name: (data, steps_per_epoch)
-        "kerapipe": repeated(task.dataset(table, BATCH_SIZE, shuffle_seed=SEED, options=options)),
-        "image_dataset_from_directory": (by_hand, None),
-        "pydataset_pil": (pil_dataset(root), None),
+    contenders = {  # name: (data, steps_per_execution)
+        "kerapipe": (task.dataset(table, BATCH_SIZE, shuffle_seed=SEED, options=options), steps),
+        "image_dataset_from_directory": (by_hand, 1),
+        "pydataset_pil": (pil_dataset(root), 1),
         # Informational: TRAINING.CACHE: memory (decoded once, in the warm-up).
-        "kerapipe_cache_memory": repeated(
-            task.dataset(table, BATCH_SIZE, shuffle_seed=SEED, options=cached)
+        "kerapipe_cache_memory": (
+            task.dataset(table, BATCH_SIZE, shuffle_seed=SEED, options=cached),
+            steps,
         ),
     }
     return {"rates": fit_rates(contenders, len(table), spec["rounds"]), "images": len(table)}
@@ -218,15 +222,15 @@ def fit_rates(contenders: dict, count: int, rounds: int) -> dict[str, list[float
     models = {}
     for name, (data, steps) in contenders.items():  # build, trace and warm up
         models[name] = tiny_model()
-        models[name].compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-        models[name].fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+        models[name].compile(
+            optimizer="adam", loss="sparse_categorical_crossentropy", steps_per_execution=steps
+        )
+        models[name].fit(data, epochs=1, verbose=0)
     rates: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(rounds):
-        for name, (data, steps) in contenders.items():
+        for name, (data, _) in contenders.items():
             timer = EpochTimer()
-            models[name].fit(
-                data, steps_per_epoch=steps, epochs=FIT_EPOCHS, verbose=0, callbacks=[timer]
-            )
+            models[name].fit(data, epochs=FIT_EPOCHS, verbose=0, callbacks=[timer])
             timed = timer.seconds[1:]
             rates[name].append(count * len(timed) / sum(timed))
     return rates
@@ -236,8 +240,9 @@ def worker_remote_fit(spec: dict) -> dict:
     """Images/s through ``fit`` of the train stage's dataset on images in S3 (fetched by the
     train stage's own code into a fresh remote cache, timed) against the same images on
     local disk, in turns, as ``worker_fit`` times them."""
+    from kerapipe.backend import steps_per_execution
     from kerapipe.config import validate_params
-    from kerapipe.datasets import DatasetOptions, repeated
+    from kerapipe.datasets import DatasetOptions
     from kerapipe.inventory import scan_data
     from kerapipe.reproducibility import seed_everything
     from kerapipe.sources import source_of
@@ -257,7 +262,8 @@ def worker_remote_fit(spec: dict) -> dict:
             fetch = time.perf_counter() - start
         options = DatasetOptions.from_params(params.TRAINING)
         data = task.dataset(tables[name], BATCH_SIZE, shuffle_seed=SEED, options=options)
-        contenders[f"kerapipe_{name}"] = repeated(data)
+        steps = steps_per_execution(params.TRAINING.STEPS_PER_EXECUTION)
+        contenders[f"kerapipe_{name}"] = (data, steps)
     count = len(tables["local"])
     assert len(tables["s3"]) == count
     return {"rates": fit_rates(contenders, count, spec["rounds"]), "fetch": fetch, "images": count}
@@ -267,18 +273,20 @@ def worker_backend_fit(spec: dict) -> dict:
     """Images/s through ``fit`` of the train stage's dataset and the throughput rows' model on
     ``spec["backend"]`` (Keras' backend is chosen here, before Keras is imported)."""
     os.environ["KERAS_BACKEND"] = spec["backend"]
+    from kerapipe.backend import steps_per_execution
     from kerapipe.config import validate_params
-    from kerapipe.datasets import DatasetOptions, repeated
+    from kerapipe.datasets import DatasetOptions
     from kerapipe.inventory import scan_data
     from kerapipe.reproducibility import seed_everything
     from kerapipe.tasks.base import get_task
 
     params = validate_params(spec["params"])
+    steps = steps_per_execution(params.TRAINING.STEPS_PER_EXECUTION)
     seed_everything(SEED)
     table = scan_data(params)
     options = DatasetOptions.from_params(params.TRAINING)
     data = get_task(params).dataset(table, BATCH_SIZE, shuffle_seed=SEED, options=options)
-    rates = fit_rates({spec["backend"]: repeated(data)}, len(table), spec["rounds"])
+    rates = fit_rates({spec["backend"]: (data, steps)}, len(table), spec["rounds"])
     return {"rates": rates[spec["backend"]], "images": len(table)}
 
 

@@ -476,6 +476,12 @@ class TrainingParams(Group):
     NUM_PARALLEL_CALLS: int | None = Field(
         None, ge=1, description="parallel decode calls; null: tf.data tunes it"
     )
+    STEPS_PER_EXECUTION: Literal["auto"] | Annotated[int, Field(ge=1)] = Field(
+        "auto",
+        description="batches run per call into the backend's compiled step (Keras' "
+        "compile(steps_per_execution)); the same updates, less Python per batch; batch "
+        "callbacks and the progress bar see every Nth batch. auto: 32 on tensorflow, 1 on jax",
+    )
     AUGMENTATIONS: list[AugmentationSpec] = Field(
         default_factory=list, description="augmentations applied in order to training images"
     )

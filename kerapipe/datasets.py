@@ -68,7 +68,8 @@ class DatasetOptions:
         cache_max_gb: the size the decoded image cache may take on disk, in GB.
         shuffle_buffer: elements in the shuffle buffer; None: all of them.
         augmentations: applied in order to each image (and mask) after decoding.
-        num_parallel_calls: parallel decode/augment calls; None: tf.data autotunes it.
+        num_parallel_calls: parallel decode/augment calls; None: one per core, at most 16
+            (see ``without_autotune``).
         shard: under ``DISTRIBUTION: data_parallel``, the slice of every global batch this
             process decodes (see ``take_shard``); None: all of it.
     """
@@ -513,7 +514,7 @@ def image_dataset(
 
     dataset = dataset.batch(batch_size)
     dataset = dataset.map(_to_model_types)
-    return dataset.prefetch(AUTOTUNE)
+    return without_autotune(dataset.prefetch(AUTOTUNE))
 
 
 def _strings(values: Sequence[str]) -> tf.Tensor:
@@ -592,7 +593,7 @@ def prediction_dataset(
     dataset = tf.data.Dataset.from_tensor_slices(files).map(decode, num_parallel_calls=AUTOTUNE)
     dataset = (dataset.ignore_errors() if skip_errors else dataset).batch(batch_size)
     dataset = dataset.map(lambda index, batch: (index, tf.cast(batch, tf.float32)))
-    return dataset.prefetch(AUTOTUNE)
+    return without_autotune(dataset.prefetch(AUTOTUNE))
 
 
 def augmentation_seeds(shuffle_seed: int | None) -> tf.data.Dataset:
@@ -645,30 +646,15 @@ def with_seed(decode):
     return run
 
 
-def repeated(dataset: tf.data.Dataset) -> tuple[tf.data.Dataset, int | None]:
-    """``dataset`` repeated without end, and its batches per pass, for
-    ``fit(steps_per_epoch=...)`` or ``validation_steps``.
+def without_autotune(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """``dataset`` without tf.data's autotuning thread: map calls left to AUTOTUNE run on
+    one thread per core (at most 16), as many as the autotuner gives a decode-bound pipeline.
 
-    Keras makes a new iterator over a finite dataset every epoch: freeing the old one before
-    its end can wait for tf.data's autotuning thread to wake (its sleep doubles from 10 ms up
-    to a minute), and every buffer refills. One endless iterator stays warm from epoch to
-    epoch; each epoch still covers every element once, reshuffled, as repeat comes after the
-    batching.
-    A dataset of unknown length is returned as it is, with None.
-    """
-    batches = int(dataset.cardinality())
-    if batches <= 0:
-        return dataset, None
-    return dataset.repeat(), batches
-
-
-def single_pass(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """``dataset`` without tf.data's autotuning thread, for one pass over it (prediction).
-
-    The autotuner needs seconds of a pass to settle, and the end of the pass waits for its
-    thread's next wake-up (its sleep doubles from 10 ms up to a minute): in
-    benchmarks/run.py that made a 2 s prediction take 2.6 s in about half the runs. Without
-    it, map calls left to AUTOTUNE run on one thread per core (at most 16).
+    The thread costs more than it finds here. A pass waits for its next wake-up at the end
+    (its sleep doubles from 10 ms up to a minute): in benchmarks/run.py that made a 2 s
+    prediction take 2.6 s in about half the runs, and in training it made one epoch in three
+    0.1 s longer, at random (the 16x16 digits, 2 cores). It also takes CPU time from the
+    training it measures.
     """
     options = tf.data.Options()
     options.autotune.enabled = False

@@ -117,7 +117,6 @@ def run_export(params: Params) -> ExportResult:
 
 def validation_images(params: Params, task: Task) -> Callable[[], Iterable[np.ndarray]]:
     """A function giving the validation images in batches (a new pass per call)."""
-    from kerapipe.datasets import single_pass
     from kerapipe.inventory import read_matching_inventory
     from kerapipe.sources import source_of
     from kerapipe.train import local_files
@@ -129,7 +128,7 @@ def validation_images(params: Params, task: Task) -> Callable[[], Iterable[np.nd
     data = task.dataset(rows, params.TRAINING.BATCH_SIZE, shuffle_seed=None)
 
     def batches() -> Iterable[np.ndarray]:
-        for images, _ in single_pass(data):
+        for images, _ in data:
             yield np.asarray(images, dtype=np.float32)
 
     return batches

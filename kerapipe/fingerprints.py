@@ -32,7 +32,8 @@ WEIGHTS_KEYS = ("PIPELINE.TASK_NAME", "PIPELINE.TASK_PARAMS", "MODEL", "TRAINING
 # Settings in TRAINING that do not change the weights: how the run is driven and how fast.
 NOT_WEIGHTS = ("TRAINING.LOAD_CHECKPOINT", "TRAINING.FORCE", "TRAINING.CACHE",
                "TRAINING.CACHE_DIR", "TRAINING.CACHE_MAX_GB",
-               "TRAINING.NUM_PARALLEL_CALLS", "TRAINING.DEVICES")  # fmt: skip
+               "TRAINING.NUM_PARALLEL_CALLS", "TRAINING.STEPS_PER_EXECUTION",
+               "TRAINING.DEVICES")  # fmt: skip
 # What a model's predictions are read with: the classes or targets and the input.
 PREDICTION_KEYS = (
     "PIPELINE.TASK_NAME",

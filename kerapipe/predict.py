@@ -118,11 +118,9 @@ def prediction_batches(task: Task, infos: list[ImageInfo], batch_size: int) -> I
     """
     import tensorflow as tf
 
-    from kerapipe.datasets import single_pass
-
     start = 0
     for skip_errors in (False, True):
-        batches = single_pass(task.prediction_dataset(infos, batch_size, start, skip_errors))
+        batches = task.prediction_dataset(infos, batch_size, start, skip_errors)
         try:
             for indices, images in batches:
                 yield indices, images

@@ -38,7 +38,7 @@ from kerapipe.checkpoints import Checkpoints, CheckpointState
 from kerapipe.checks import check_params
 from kerapipe.components import build_callbacks, build_loss, build_metrics, build_optimizer
 from kerapipe.config import Params, resolve_seed, validate_params
-from kerapipe.datasets import DatasetOptions, repeated, single_pass
+from kerapipe.datasets import DatasetOptions
 from kerapipe.distribution import Distribution
 from kerapipe.errors import DataError, ModelError
 from kerapipe.folders import SetAside, WorkingCopy
@@ -221,7 +221,7 @@ def _train(params: Params, paths: ModelPaths, dist: Distribution, live_dir: str)
     try:
         write_outputs(run, paths, model, task, checkpoints, live)
         evaluation = (
-            task.log_evaluation(live, model, local_val, single_pass(evaluation_data(val_data)))
+            task.log_evaluation(live, model, local_val, evaluation_data(val_data))
             if val_data is not None
             else None
         )
@@ -291,22 +291,21 @@ def save_final_model(model: keras.Model, run: WorkingCopy, paths: ModelPaths) ->
 
 
 def fit(model, data, params: Params, initial_epoch: int, callbacks, named, class_weight=None):
-    """``model.fit`` on endless datasets with step counts (one warm tf.data iterator per
-    fit), with undecodable images named. ``data`` is (training, validation or None);
-    ``named`` maps each image file read (a local copy, for a remote source) to its path on
-    its source; ``class_weight`` is Keras' ``{label: weight}`` (``TRAINING.CLASS_WEIGHT``),
-    or None."""
+    """``model.fit``, running ``TRAINING.STEPS_PER_EXECUTION`` batches per compiled call, with
+    undecodable images named. ``data`` is (training, validation or None), each a finite
+    dataset that Keras iterates once per epoch (the last call of an epoch runs the batches
+    left); ``named`` maps each image file read (a local copy, for a remote source) to its
+    path on its source; ``class_weight`` is Keras' ``{label: weight}``
+    (``TRAINING.CLASS_WEIGHT``), or None."""
     train_data, val_data = data
     if class_weight:
         log.info("Class weights (by label): %s", {k: round(v, 4) for k, v in class_weight.items()})
-    endless_train, steps_per_epoch = repeated(train_data)
-    endless_val, validation_steps = repeated(val_data) if val_data is not None else (None, None)
+    model.steps_per_execution = backend.steps_per_execution(params.TRAINING.STEPS_PER_EXECUTION)
+    model.train_function = model.test_function = None  # made again with those steps
     try:
         return model.fit(
-            endless_train,
-            steps_per_epoch=steps_per_epoch,
-            validation_data=endless_val,
-            validation_steps=validation_steps,
+            train_data,
+            validation_data=val_data,
             epochs=params.TRAINING.NUM_EPOCHS,
             initial_epoch=initial_epoch,
             callbacks=callbacks,

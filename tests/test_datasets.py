@@ -22,8 +22,8 @@ from kerapipe.config import AugmentationSpec  # noqa: E402
 from kerapipe.datasets import (  # noqa: E402
     DatasetOptions,
     image_dataset,
-    repeated,
-    single_pass,
+    prediction_dataset,
+    readable_images,
 )
 
 SHAPE = (24, 24, 3)
@@ -113,37 +113,23 @@ def test_unshuffled_dataset_keeps_file_order(images):
     assert np.concatenate([y.numpy() for _, y in data]).tolist() == labels.tolist()
 
 
-@pytest.mark.parametrize("cache", ["none", "disk", "memory"])
-def test_repeated_dataset_gives_every_image_once_per_epoch_reshuffled(images, cache, tmp_path):
-    """fit(steps_per_epoch=batches) on the endless dataset sees the same epochs as fit on
-    the finite one: each pass holds every image once, in a new seeded order."""
-    finite = build(images, cache=cache, cache_dir=str(tmp_path))
-    endless, batches = repeated(build(images, cache=cache, cache_dir=str(tmp_path)))
-    assert batches == 3  # 20 images in batches of 8
-    stream = iter(endless)
-    passes = [[next(stream) for _ in range(batches)] for _ in range(3)]
-    orders = [np.concatenate([y.numpy() for _, y in batch]).tolist() for batch in passes]
-    assert all(sorted(order) == list(range(20)) for order in orders)
-    assert orders[0] != orders[1] != orders[2]
-    per_pass = [[(x.numpy(), y.numpy()) for x, y in batch] for batch in passes[:2]]
-    assert_same(per_pass, epochs(finite))  # the same batches as two passes of the finite one
-
-
-def test_repeated_leaves_a_dataset_of_unknown_length_alone(images):
-    unknown = build(images).filter(lambda x, y: tf.reduce_all(y >= 0))
-    assert repeated(unknown) == (unknown, None)
-
-
-def test_single_pass_turns_autotune_off_and_keeps_every_batch_in_order(images):
-    paths, _ = images
-    data = image_dataset(paths, None, SHAPE, 8)
-    once = single_pass(data)
-    assert data.options().autotune.enabled is not False
-    assert once.options().autotune.enabled is False
-    expected = [batch.numpy() for batch in data]
-    got = [batch.numpy() for batch in once]
-    assert len(got) == len(expected) == 3
-    assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
+def test_datasets_run_without_the_autotune_thread_and_give_the_same_batches(images):
+    """Training, validation and prediction datasets leave tf.data's autotuner off (its
+    wake-ups delay the end of a pass); the batches are those it would give with it on."""
+    paths, labels = images
+    builders = (
+        lambda: image_dataset(paths, labels, SHAPE, 8, shuffle_seed=3),
+        lambda: prediction_dataset(readable_images(paths), SHAPE, 8),
+    )
+    options = tf.data.Options()
+    options.autotune.enabled = True
+    for build_one in builders:
+        data, tuned = build_one(), build_one().with_options(options)
+        assert data.options().autotune.enabled is False
+        got, expected = ([[t.numpy() for t in b] for b in d] for d in (data, tuned))
+        assert len(got) == len(expected) == 3
+        for ours, theirs in zip(got, expected, strict=True):
+            assert all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))
 
 
 def test_augmentation_is_deterministic_for_a_seed_and_differs_across_seeds(images):

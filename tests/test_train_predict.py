@@ -51,8 +51,9 @@ def test_training_writes_model_log_checkpoints_and_run_info(trained):
 
 
 def test_each_epochs_validation_covers_the_whole_validation_split_once(trained):
-    """Training feeds fit endless datasets with step counts; the last epoch's validation
-    metrics must still be those of exactly one pass over every validation image."""
+    """Training runs 32 validation batches per compiled call (STEPS_PER_EXECUTION: auto);
+    the last epoch's validation metrics must still be those of exactly one pass over every
+    validation image (11 batches: one call that ends where the data does)."""
     import keras
 
     params, result = trained
@@ -63,6 +64,22 @@ def test_each_epochs_validation_covers_the_whole_validation_split_once(trained):
     metrics = model.evaluate(data, return_dict=True, verbose=0)
     assert metrics["loss"] == pytest.approx(result.history["val_loss"][-1], rel=1e-4)
     assert metrics["accuracy"] == pytest.approx(result.history["val_accuracy"][-1], abs=1e-6)
+
+
+def test_steps_per_execution_changes_no_update(trained, make_params):
+    """32 batches per call (auto, 41 training batches: a call of 32, then 9) or 7 (the last
+    call of 6) give the same epochs, metrics and weights as one batch per call."""
+    import keras
+
+    _, result = trained
+    weights = keras.saving.load_model(result.model_path).get_weights()
+    for steps in (1, 7):
+        updates = {"TRAINING.STEPS_PER_EXECUTION": steps, "DATA.TRAINING_MODEL_NAME": f"s{steps}"}
+        again = run_training(params_file(make_params, **updates))
+        assert again.history == result.history, steps
+        theirs = keras.saving.load_model(again.model_path).get_weights()
+        for ours, other in zip(weights, theirs, strict=True):
+            np.testing.assert_array_equal(ours, other)
 
 
 def test_prediction_writes_one_row_per_image_in_a_stable_order(trained, digits):
