@@ -28,7 +28,6 @@ from kerapipe.config import DEFAULT_CACHE_MAX_GB, DEFAULT_MAX_IMAGE_PIXELS
 from kerapipe.decoded_cache import (
     TRAILER,
     DecodedCache,
-    content_digests,
     decoded_cache,
     default_cache_folder,
 )
@@ -334,7 +333,7 @@ class _Files:
         their entries (filled now where missing), the decode standing by for a damaged one."""
         if store is None:
             return self.decode, self.sources
-        entries = store.entry_paths(content_digests(self.paths), self.kind, self.shape)
+        entries = store.entry_paths(store.digests(self.paths), self.kind, self.shape)
         size = int(np.prod(self.shape))
         if not store.prepare(entries, size, lambda at: self._fill(store, entries, at, calls)):
             return self.decode, self.sources

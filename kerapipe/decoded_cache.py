@@ -14,7 +14,10 @@ entry from a good one; a damaged one is decoded from its file instead and writte
 Entries missing, or of the wrong size (a partial file), are filled before the first epoch by
 a parallel tf.data decode; each is written under a hidden temporary name and renamed into
 place, so processes filling one cache at once never see part of an entry (two writing the
-same one write the same bytes). Size, leases and eviction are the remote cache's
+same one write the same bytes). A file's content digest is remembered in ``digests.sqlite``
+beside ``files/``, by its path and identity (device, inode, size, modification and change
+times, as git's and DVC's indexes do), so a run reads and hashes only the files changed
+since one hashed them. Size, leases and eviction are the remote cache's
 (kerapipe/remote_cache.py): past ``TRAINING.CACHE_MAX_GB`` the least recently used entries go,
 never one a running process uses.
 """
@@ -24,8 +27,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +42,7 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = "kerapipe-decoded-1"  # part of every key: change it when decoded pixels change
 TRAILER = 8  # bytes of the fingerprint after the pixels
 SUFFIX = ".u8"
+MEMO_BATCH = 500  # paths per query of the digest memo (SQLite caps a query's parameters)
 _CACHES: dict[tuple[str, int], DecodedCache] = {}
 
 
@@ -86,6 +92,53 @@ class DecodedCache(RemoteCache):
         self.filled = 0  # entries this process decoded and wrote (before the epochs)
         self.rebuilt = 0  # damaged entries found by the pipeline's read, decoded again
 
+    def digests(self, paths: Sequence[str]) -> list[str]:
+        """``content_digests(paths)``, reading only the files whose identity changed since
+        this cache last hashed them (see the module docstring). The memo is only a shortcut:
+        when it cannot be read or written, every file is hashed."""
+        identities = [_identity(path) for path in paths]
+        known = self._recall(paths, identities)
+        missing = [i for i, digest in enumerate(known) if digest is None]
+        if missing:
+            fresh = content_digests([paths[i] for i in missing])
+            for i, digest in zip(missing, fresh, strict=True):
+                known[i] = digest
+            self._remember([(paths[i], identities[i], known[i]) for i in missing])
+        return known  # type: ignore[return-value]
+
+    def _memo(self) -> sqlite3.Connection:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        memo = sqlite3.connect(self.folder / "digests.sqlite", timeout=60)
+        memo.execute(
+            "CREATE TABLE IF NOT EXISTS digests "
+            "(path TEXT PRIMARY KEY, identity TEXT NOT NULL, digest TEXT NOT NULL)"
+        )
+        return memo
+
+    def _recall(self, paths: Sequence[str], identities: Sequence[str]) -> list[str | None]:
+        found: dict[str, tuple[str, str]] = {}
+        try:
+            with closing(self._memo()) as memo:
+                for start in range(0, len(paths), MEMO_BATCH):
+                    chunk = list(paths[start : start + MEMO_BATCH])
+                    marks = ",".join("?" * len(chunk))
+                    query = f"SELECT path, identity, digest FROM digests WHERE path IN ({marks})"
+                    found.update((p, (i, d)) for p, i, d in memo.execute(query, chunk))
+        except sqlite3.Error as err:
+            log.debug("The digest memo of %s cannot be read: %s", self.folder, err)
+        recalled = [found.get(path) for path in paths]
+        return [
+            row[1] if row and row[0] == identity else None
+            for row, identity in zip(recalled, identities, strict=True)
+        ]
+
+    def _remember(self, rows: list[tuple[str, str, str]]) -> None:
+        try:
+            with closing(self._memo()) as memo, memo:
+                memo.executemany("INSERT OR REPLACE INTO digests VALUES (?, ?, ?)", rows)
+        except sqlite3.Error as err:
+            log.debug("The digest memo of %s cannot be written: %s", self.folder, err)
+
     def entry_paths(self, digests: Sequence[str], kind: str, shape: Sequence[int]) -> list[str]:
         """Where the entry of each file (by its content digest) decoded as ``kind`` at
         ``shape`` lives."""
@@ -124,6 +177,12 @@ class DecodedCache(RemoteCache):
     def write(self, entry: str, pixels: np.ndarray, fingerprint: np.ndarray) -> None:
         """Write one entry (pixels, then their fingerprint) atomically."""
         _write(Path(entry), pixels.tobytes() + fingerprint.tobytes())
+
+
+def _identity(path: str) -> str:
+    """What changes when a file's content may have: device, inode, size, times (ns)."""
+    stat = os.stat(path)
+    return f"{stat.st_dev}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"
 
 
 def _size(path: str) -> int:

@@ -18,8 +18,10 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import keras
@@ -75,20 +77,54 @@ class RunLive(Live):
 
 
 class EpochLogger(DVCLiveCallback):
-    """DVCLive's Keras callback on a logger still being opened (``start_live``): the first
-    epoch's end waits for it. It is left open at the end of ``fit`` for the evaluation."""
+    """DVCLive's Keras callback, its logger opened in a background thread once the first
+    epoch has ended. Opening it imports DVC and opens the repository (for DVC Studio's
+    settings): a second of Python that, during the first epoch, would hold up Keras'
+    tracing of the training step (Python too); later epochs run in TensorFlow's threads
+    beside it. Epochs are logged, in order, as soon as the logger is open; ``opened`` waits
+    for it and logs the rest. It is left open at the end of ``fit`` for the evaluation."""
 
-    def __init__(self, live: futures.Future[Live]) -> None:
+    def __init__(self, open_logger: Callable[[], Live]) -> None:
         super(DVCLiveCallback, self).__init__()  # not DVCLive's: it would open a Live now
         self.save_weights_only = False
-        self.opening = live
+        self.open_logger = open_logger
+        self.opening: futures.Future[Live] | None = None
+        self.pending: list[tuple[int, dict]] = []
 
     @property
     def live(self) -> Live:
-        return self.opening.result()
+        return self.opened()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.pending.append((epoch, dict(logs or {})))
+        self._start()
+        if self.opening.done():
+            self.opened()
 
     def on_train_end(self, logs=None):
         pass
+
+    def opened(self) -> Live:
+        """The logger, once open, with every epoch ended so far logged."""
+        live = self._start().result()
+        while self.pending:
+            epoch, logs = self.pending.pop(0)
+            for metric, value in logs.items():
+                live.log_metric(standardize_metric_name(metric, "dvclive.keras"), value)
+            live.next_step()
+        return live
+
+    def settle(self) -> None:
+        """Wait until an opening under way is done (DVCLive writes in its folder until then)."""
+        if self.opening is not None:
+            futures.wait([self.opening])
+
+    def _start(self) -> futures.Future[Live]:
+        if self.opening is None:
+            pool = futures.ThreadPoolExecutor(1, thread_name_prefix="kerapipe-dvclive")
+            self.opening = pool.submit(self.open_logger)
+            pool.shutdown(wait=False)
+        return self.opening
 
 
 def run_training(params: Params) -> TrainingResult:
@@ -183,10 +219,11 @@ def _train(params: Params, paths: ModelPaths, dist: Distribution, live_dir: str)
         batch_size,
         dist.replicas,
     )
-    opening: futures.Future[Live] | None = None
+    logger: EpochLogger | None = None
     try:
-        opening = start_live(params, seed, checkpoints.trim_log(initial_epoch), live_dir)
-        others = [EpochLogger(opening), *build_callbacks(params)]
+        past_epochs = checkpoints.trim_log(initial_epoch)
+        logger = EpochLogger(partial(open_live, params, seed, past_epochs, live_dir))
+        others = [logger, *build_callbacks(params)]
         # Under a multi-process distribution every process takes part in each save, on the
         # training thread; otherwise a background thread writes the checkpoints.
         callbacks = checkpoints.callbacks(
@@ -206,12 +243,12 @@ def _train(params: Params, paths: ModelPaths, dist: Distribution, live_dir: str)
                 task.class_weights(train_rows),
             )
     except BaseException:
-        if opening is not None:
-            futures.wait([opening])  # DVCLive writes in dvclive/ until it is open
+        if logger is not None:
+            logger.settle()
         clean_up_after_failure(checkpoints)
         live_set_aside.restore()
         raise
-    live = opening.result()
+    live = logger.opened()
     if dist.multi_process:  # saving and evaluation run on process 0 alone
         model = local_copy(dist, model, params, task, seed)
         if not dist.writer:
@@ -370,17 +407,6 @@ def new_model(params: Params, task: Task) -> keras.Model:
         metrics=build_metrics(params, task),
     )
     return model
-
-
-def start_live(
-    params: Params, seed: int, past_epochs: list[dict[str, str]], folder: str = DVCLIVE_DIR
-) -> futures.Future[Live]:
-    """``open_live`` in a background thread. DVCLive imports DVC and opens the repository
-    (for DVC Studio's settings): a second or more, which the first epoch hides that way."""
-    pool = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kerapipe-dvclive")
-    opening = pool.submit(open_live, params, seed, past_epochs, folder)
-    pool.shutdown(wait=False)
-    return opening
 
 
 def open_live(

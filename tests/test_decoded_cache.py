@@ -6,6 +6,7 @@ once; a damaged entry is found and written again; training is the same with or w
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -111,6 +112,29 @@ def test_a_later_build_reads_the_entries_and_decodes_nothing(images, tmp_path):
     data = image_dataset(images[:1], None, SHAPE, 1, None, DatasetOptions("disk", str(folder)))
     assert not next(iter(data)).numpy().any()
     assert store.filled == 0 and store.rebuilt == 0
+
+
+def test_digests_are_remembered_until_a_file_changes(tmp_path):
+    """A file whose identity (inode, size, times) is unchanged is not hashed again: its
+    remembered digest is used, even one planted in the memo. A changed file, even at the
+    same size and with its modification time put back, is hashed anew."""
+    import sqlite3
+
+    images = write_images(tmp_path / "images", 6)
+    store = decoded_cache(tmp_path / "cache", 1.0)
+    truth = content_digests(images)
+    assert store.digests(images) == truth
+    with sqlite3.connect(store.folder / "digests.sqlite") as memo:
+        memo.execute("UPDATE digests SET digest = 'planted' WHERE path = ?", (images[1],))
+    before = os.stat(images[0])
+    Image.fromarray(np.full((20, 30, 3), 9, np.uint8)).save(images[0])
+    os.utime(images[0], ns=(before.st_atime_ns, before.st_mtime_ns))
+    again = store.digests(images)
+    assert again[1] == "planted" and again[2:] == truth[2:]
+    assert again[0] == content_digests(images[:1])[0] != truth[0]
+    # A memo that is not a database is only a shortcut lost: every file is hashed.
+    (store.folder / "digests.sqlite").write_bytes(b"not a database")
+    assert store.digests(images[2:]) == truth[2:]
 
 
 def test_keys_follow_content_and_input_shape_not_paths(images, tmp_path):
