@@ -101,15 +101,14 @@ def device_names() -> list[str]:
     return [device.name for device in tf.config.list_logical_devices()]
 
 
-AUTO_STEPS_PER_EXECUTION = {"tensorflow": 32, "jax": 1}
-
-
-def steps_per_execution(setting: int | str) -> int:
+def steps_per_execution(setting: int | str, distribution: str = "none") -> int:
     """``TRAINING.STEPS_PER_EXECUTION`` for the backend in use: ``auto`` runs 32 batches per
     call of TensorFlow's compiled loop (a ``tf.while_loop``: the same updates, with the
-    Python between batches paid once per 32), and 1 on JAX, whose Keras loop steps in
-    Python either way."""
-    return AUTO_STEPS_PER_EXECUTION[current()] if setting == "auto" else int(setting)
+    Python between batches paid once per 32); 1 under ``DISTRIBUTION: mirrored``, where that
+    loop fails in TensorFlow, and on JAX, whose Keras loop steps in Python either way."""
+    if setting != "auto":
+        return int(setting)
+    return 32 if current() == "tensorflow" and distribution == "none" else 1
 
 
 def inference_step(model: Any) -> Callable[[Any], np.ndarray]:

@@ -480,7 +480,8 @@ class TrainingParams(Group):
         "auto",
         description="batches run per call into the backend's compiled step (Keras' "
         "compile(steps_per_execution)); the same updates, less Python per batch; batch "
-        "callbacks and the progress bar see every Nth batch. auto: 32 on tensorflow, 1 on jax",
+        "callbacks and the progress bar see every Nth batch. auto: 32 on tensorflow, 1 on jax "
+        "and under DISTRIBUTION: mirrored",
     )
     AUGMENTATIONS: list[AugmentationSpec] = Field(
         default_factory=list, description="augmentations applied in order to training images"
@@ -516,6 +517,11 @@ class TrainingParams(Group):
             raise ValueError(
                 "DISTRIBUTION: mirrored is TensorFlow's MirroredStrategy; on BACKEND: jax use "
                 "DISTRIBUTION: data_parallel"
+            )
+        if self.DISTRIBUTION == "mirrored" and self.STEPS_PER_EXECUTION not in ("auto", 1):
+            raise ValueError(
+                "DISTRIBUTION: mirrored runs one batch per call (TensorFlow's MirroredStrategy "
+                "fails in Keras' multi-batch loop); set STEPS_PER_EXECUTION: auto or 1"
             )
         if self.DISTRIBUTION == "data_parallel" and self.CACHE == "memory":
             raise ValueError(

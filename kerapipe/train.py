@@ -337,7 +337,10 @@ def fit(model, data, params: Params, initial_epoch: int, callbacks, named, class
     train_data, val_data = data
     if class_weight:
         log.info("Class weights (by label): %s", {k: round(v, 4) for k, v in class_weight.items()})
-    model.steps_per_execution = backend.steps_per_execution(params.TRAINING.STEPS_PER_EXECUTION)
+    training = params.TRAINING
+    model.steps_per_execution = backend.steps_per_execution(
+        training.STEPS_PER_EXECUTION, training.DISTRIBUTION
+    )
     model.train_function = model.test_function = None  # made again with those steps
     try:
         return model.fit(

@@ -213,6 +213,12 @@ def test_dataset_options_from_params_and_through_the_task(default_params, images
         ({"CACHE_MAX_GB": 0}, "TRAINING.CACHE_MAX_GB"),
         ({"SHUFFLE_BUFFER": 0}, "TRAINING.SHUFFLE_BUFFER"),
         ({"NUM_PARALLEL_CALLS": 0}, "TRAINING.NUM_PARALLEL_CALLS"),
+        ({"STEPS_PER_EXECUTION": 0}, "TRAINING.STEPS_PER_EXECUTION"),
+        ({"STEPS_PER_EXECUTION": "many"}, "TRAINING.STEPS_PER_EXECUTION"),
+        (
+            {"DISTRIBUTION": "mirrored", "STEPS_PER_EXECUTION": 8},
+            "set STEPS_PER_EXECUTION: auto or 1",
+        ),
         (
             {"AUGMENTATIONS": [{"AUGMENTATION_NAME": "flipp"}]},
             "TRAINING.AUGMENTATIONS.0.AUGMENTATION_NAME: unknown augmentation 'flipp'. "
