@@ -338,15 +338,13 @@ def fit(model, data, params: Params, initial_epoch: int, callbacks, named, class
     if class_weight:
         log.info("Class weights (by label): %s", {k: round(v, 4) for k, v in class_weight.items()})
     training = params.TRAINING
-    model.steps_per_execution = backend.steps_per_execution(
-        training.STEPS_PER_EXECUTION, training.DISTRIBUTION
-    )
-    model.train_function = model.test_function = None  # made again with those steps
+    steps = backend.steps_per_execution(training.STEPS_PER_EXECUTION, training.DISTRIBUTION)
     try:
+        with_steps_per_execution(model, steps)
         return model.fit(
             train_data,
             validation_data=val_data,
-            epochs=params.TRAINING.NUM_EPOCHS,
+            epochs=training.NUM_EPOCHS,
             initial_epoch=initial_epoch,
             callbacks=callbacks,
             shuffle=False,  # the dataset shuffles itself, seeded
@@ -363,6 +361,15 @@ def fit(model, data, params: Params, initial_epoch: int, callbacks, named, class
             "(INVENTORY.CHECK_IMAGES: decode with BAD_IMAGES: skip), then rerun inventory "
             "and train."
         ) from err
+    finally:
+        # predict would trace the model once per batch of an execution: one at a time again
+        with_steps_per_execution(model, 1)
+
+
+def with_steps_per_execution(model: keras.Model, steps: int) -> None:
+    """Run ``steps`` batches per compiled call from now on (Keras makes its functions anew)."""
+    model.steps_per_execution = steps
+    model.train_function = model.test_function = model.predict_function = None
 
 
 def fit_verbosity() -> int:

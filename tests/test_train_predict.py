@@ -72,7 +72,9 @@ def test_steps_per_execution_changes_no_update(trained, make_params):
     import keras
 
     _, result = trained
-    weights = keras.saving.load_model(result.model_path).get_weights()
+    saved = keras.saving.load_model(result.model_path)
+    assert saved.steps_per_execution == 1  # predicting with it traces the model once
+    weights = saved.get_weights()
     for steps in (1, 7):
         updates = {"TRAINING.STEPS_PER_EXECUTION": steps, "DATA.TRAINING_MODEL_NAME": f"s{steps}"}
         again = run_training(params_file(make_params, **updates))
