@@ -289,11 +289,14 @@ def load_image(path: tf.Tensor, input_shape: Sequence[int], route, orientation=1
 
 
 def readable_images(
-    paths: Sequence[str], max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+    paths: Sequence[str],
+    max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+    store: DecodedCache | None = None,
 ) -> list[ImageInfo]:
-    """The header probe of every image of a training or validation set, in order; one
-    DataError naming the files it refuses (before the first epoch, never a traceback)."""
-    infos = probe_images(paths, max_pixels)
+    """The header probe of every image of a training or validation set, in order (through
+    ``store``'s memo, when given); one DataError naming the files it refuses (before the
+    first epoch, never a traceback)."""
+    infos = store.probes(paths, max_pixels) if store else probe_images(paths, max_pixels)
     bad = {info.path: info.problem for info in infos if info.problem}
     if bad:
         raise DataError(
@@ -448,7 +451,8 @@ def image_dataset(
     """
     options = options or DatasetOptions()
     paths = [str(p) for p in paths]
-    infos = readable_images(paths, max_pixels)
+    store = options.store()
+    infos = readable_images(paths, max_pixels, store)
     routes, turns = _routes(infos)
     decoding = Decoding.of(infos, max_pixels)
     height, width, channels = input_shape
@@ -466,7 +470,6 @@ def image_dataset(
     if masks is not None:
         masks = [str(m) for m in masks]
         columns.append(_Files("mask", (height, width), masks, (_strings(masks),), decode_mask))
-    store = options.store()
     loaders = [column.loader(store, options.parallel_calls) for column in columns]
     files = tuple(sources for _, sources in loaders)
     extra = () if targets is None or masks is not None else (targets,)

@@ -14,10 +14,10 @@ entry from a good one; a damaged one is decoded from its file instead and writte
 Entries missing, or of the wrong size (a partial file), are filled before the first epoch by
 a parallel tf.data decode; each is written under a hidden temporary name and renamed into
 place, so processes filling one cache at once never see part of an entry (two writing the
-same one write the same bytes). A file's content digest is remembered in ``digests.sqlite``
-beside ``files/``, by its path and identity (device, inode, size, modification and change
-times, as git's and DVC's indexes do), so a run reads and hashes only the files changed
-since one hashed them. Size, leases and eviction are the remote cache's
+same one write the same bytes). A file's content digest and header probe are remembered in
+``memo.sqlite`` beside ``files/``, by its path and identity (device, inode, size,
+modification and change times, as git's and DVC's indexes do), so a run reads and hashes
+only the files changed since one did. Size, leases and eviction are the remote cache's
 (kerapipe/remote_cache.py): past ``TRAINING.CACHE_MAX_GB`` the least recently used entries go,
 never one a running process uses.
 """
@@ -25,6 +25,7 @@ never one a running process uses.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import sqlite3
@@ -35,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kerapipe.images import ImageInfo, probe_images
 from kerapipe.remote_cache import GB, RemoteCache, _write, default_folder
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = "kerapipe-decoded-1"  # part of every key: change it when decoded pixels change
 TRAILER = 8  # bytes of the fingerprint after the pixels
 SUFFIX = ".u8"
+MEMO = "memo.sqlite"  # content digests and header probes by file identity
 MEMO_BATCH = 500  # paths per query of the digest memo (SQLite caps a query's parameters)
 _CACHES: dict[tuple[str, int], DecodedCache] = {}
 
@@ -94,50 +97,82 @@ class DecodedCache(RemoteCache):
 
     def digests(self, paths: Sequence[str]) -> list[str]:
         """``content_digests(paths)``, reading only the files whose identity changed since
-        this cache last hashed them (see the module docstring). The memo is only a shortcut:
-        when it cannot be read or written, every file is hashed."""
+        this cache last hashed them (see the module docstring)."""
+        return self._memoized("digests", paths, content_digests)  # type: ignore[return-value]
+
+    def probes(self, paths: Sequence[str], max_pixels: int | None) -> list[ImageInfo]:
+        """``probe_images(paths, max_pixels)``, reading only the headers of files whose
+        identity changed since this cache last read them; a file refused, or too large for
+        ``max_pixels``, is probed again, for its message."""
+
+        def probe(missing: list[str]) -> list[str | None]:
+            infos = probe_images(missing, max_pixels)
+            return [json.dumps([i.route, i.orientation, *i.size]) if i.ok else None for i in infos]
+
+        infos: list[ImageInfo | None] = [
+            None if value is None else _info(path, json.loads(value))
+            for path, value in zip(paths, self._memoized("probes", paths, probe), strict=True)
+        ]
+        again = [i for i, info in enumerate(infos) if info is None or _too_many(info, max_pixels)]
+        for i, info in zip(again, probe_images([paths[i] for i in again], max_pixels), strict=True):
+            infos[i] = info
+        return infos  # type: ignore[return-value]
+
+    def _memoized(
+        self,
+        table: str,
+        paths: Sequence[str],
+        compute: Callable[[list[str]], Sequence[str | None]],
+    ) -> list[str | None]:
+        """``compute(paths)``, taken from the memo's ``table`` for the files whose identity
+        is unchanged; new values (not None) are remembered. The memo is only a shortcut:
+        when it cannot be read or written, every value is computed."""
         identities = [_identity(path) for path in paths]
-        known = self._recall(paths, identities)
-        missing = [i for i, digest in enumerate(known) if digest is None]
+        known = self._recall(table, paths, identities)
+        missing = [i for i, value in enumerate(known) if value is None]
         if missing:
-            fresh = content_digests([paths[i] for i in missing])
-            for i, digest in zip(missing, fresh, strict=True):
-                known[i] = digest
-            self._remember([(paths[i], identities[i], known[i]) for i in missing])
-        return known  # type: ignore[return-value]
+            fresh = compute([paths[i] for i in missing])
+            for i, value in zip(missing, fresh, strict=True):
+                known[i] = value
+            rows = [(paths[i], identities[i], known[i]) for i in missing]
+            self._remember(table, [row for row in rows if row[1] and row[2] is not None])
+        return known
 
     def _memo(self) -> sqlite3.Connection:
         self.folder.mkdir(parents=True, exist_ok=True)
-        memo = sqlite3.connect(self.folder / "digests.sqlite", timeout=60)
-        memo.execute(
-            "CREATE TABLE IF NOT EXISTS digests "
-            "(path TEXT PRIMARY KEY, identity TEXT NOT NULL, digest TEXT NOT NULL)"
-        )
+        memo = sqlite3.connect(self.folder / MEMO, timeout=60)
+        for table in ("digests", "probes"):
+            memo.execute(
+                f"CREATE TABLE IF NOT EXISTS {table} "
+                "(path TEXT PRIMARY KEY, identity TEXT NOT NULL, value TEXT NOT NULL)"
+            )
         return memo
 
-    def _recall(self, paths: Sequence[str], identities: Sequence[str]) -> list[str | None]:
+    def _recall(
+        self, table: str, paths: Sequence[str], identities: Sequence[str | None]
+    ) -> list[str | None]:
         found: dict[str, tuple[str, str]] = {}
         try:
             with closing(self._memo()) as memo:
                 for start in range(0, len(paths), MEMO_BATCH):
                     chunk = list(paths[start : start + MEMO_BATCH])
                     marks = ",".join("?" * len(chunk))
-                    query = f"SELECT path, identity, digest FROM digests WHERE path IN ({marks})"
-                    found.update((p, (i, d)) for p, i, d in memo.execute(query, chunk))
+                    query = f"SELECT path, identity, value FROM {table} WHERE path IN ({marks})"
+                    found.update((p, (i, v)) for p, i, v in memo.execute(query, chunk))
         except sqlite3.Error as err:
-            log.debug("The digest memo of %s cannot be read: %s", self.folder, err)
+            log.debug("The memo of %s cannot be read: %s", self.folder, err)
         recalled = [found.get(path) for path in paths]
         return [
-            row[1] if row and row[0] == identity else None
+            row[1] if row and identity and row[0] == identity else None
             for row, identity in zip(recalled, identities, strict=True)
         ]
 
-    def _remember(self, rows: list[tuple[str, str, str]]) -> None:
+    def _remember(self, table: str, rows: list[tuple[str, str | None, str | None]]) -> None:
         try:
             with closing(self._memo()) as memo, memo:
-                memo.executemany("INSERT OR REPLACE INTO digests VALUES (?, ?, ?)", rows)
+                memo.executemany(f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?)", rows)
         except sqlite3.Error as err:
-            log.debug("The digest memo of %s cannot be written: %s", self.folder, err)
+            log.debug("The memo of %s cannot be written: %s", self.folder, err)
 
     def entry_paths(self, digests: Sequence[str], kind: str, shape: Sequence[int]) -> list[str]:
         """Where the entry of each file (by its content digest) decoded as ``kind`` at
@@ -179,10 +214,23 @@ class DecodedCache(RemoteCache):
         _write(Path(entry), pixels.tobytes() + fingerprint.tobytes())
 
 
-def _identity(path: str) -> str:
-    """What changes when a file's content may have: device, inode, size, times (ns)."""
-    stat = os.stat(path)
+def _identity(path: str) -> str | None:
+    """What changes when a file's content may have: device, inode, size, times (ns); None
+    for a file that cannot be read (never found in the memo)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
     return f"{stat.st_dev}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"
+
+
+def _info(path: str, value: list[int]) -> ImageInfo:
+    route, orientation, width, height = value
+    return ImageInfo(path, route, orientation, (width, height))
+
+
+def _too_many(info: ImageInfo, max_pixels: int | None) -> bool:
+    return max_pixels is not None and info.size[0] * info.size[1] > max_pixels
 
 
 def _size(path: str) -> int:

@@ -124,8 +124,8 @@ def test_digests_are_remembered_until_a_file_changes(tmp_path):
     store = decoded_cache(tmp_path / "cache", 1.0)
     truth = content_digests(images)
     assert store.digests(images) == truth
-    with sqlite3.connect(store.folder / "digests.sqlite") as memo:
-        memo.execute("UPDATE digests SET digest = 'planted' WHERE path = ?", (images[1],))
+    with sqlite3.connect(store.folder / "memo.sqlite") as memo:
+        memo.execute("UPDATE digests SET value = 'planted' WHERE path = ?", (images[1],))
     before = os.stat(images[0])
     Image.fromarray(np.full((20, 30, 3), 9, np.uint8)).save(images[0])
     os.utime(images[0], ns=(before.st_atime_ns, before.st_mtime_ns))
@@ -133,8 +133,26 @@ def test_digests_are_remembered_until_a_file_changes(tmp_path):
     assert again[1] == "planted" and again[2:] == truth[2:]
     assert again[0] == content_digests(images[:1])[0] != truth[0]
     # A memo that is not a database is only a shortcut lost: every file is hashed.
-    (store.folder / "digests.sqlite").write_bytes(b"not a database")
+    (store.folder / "memo.sqlite").write_bytes(b"not a database")
     assert store.digests(images[2:]) == truth[2:]
+
+
+def test_header_probes_are_remembered_and_a_limit_still_refuses(tmp_path):
+    """Probes come from the memo while a file is unchanged, and match a fresh probe; a
+    file the memo knows is still refused when it is over a lower MAX_IMAGE_PIXELS, and a
+    file that is not an image is named, memo or not."""
+    from kerapipe.images import probe_images
+
+    images = write_images(tmp_path / "images", 4)  # 20x30
+    store = decoded_cache(tmp_path / "cache", 1.0)
+    assert store.probes(images, None) == probe_images(images, None)
+    assert store.probes(images, None) == probe_images(images, None)  # from the memo
+    assert [info.problem for info in store.probes(images, 100)] == [
+        info.problem for info in probe_images(images, 100)
+    ] and all("too large" in info.problem for info in store.probes(images, 100))
+    Path(images[0]).write_text("not an image")
+    (first, *_) = store.probes(images, None)
+    assert first.problem and first == probe_images(images[:1], None)[0]
 
 
 def test_keys_follow_content_and_input_shape_not_paths(images, tmp_path):
