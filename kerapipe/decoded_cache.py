@@ -159,7 +159,7 @@ class DecodedCache(RemoteCache):
                     marks = ",".join("?" * len(chunk))
                     query = f"SELECT path, identity, value FROM {table} WHERE path IN ({marks})"
                     found.update((p, (i, v)) for p, i, v in memo.execute(query, chunk))
-        except sqlite3.Error as err:
+        except (sqlite3.Error, OSError) as err:  # a folder not writable, a full disk
             log.debug("The memo of %s cannot be read: %s", self.folder, err)
         recalled = [found.get(path) for path in paths]
         return [
@@ -171,7 +171,7 @@ class DecodedCache(RemoteCache):
         try:
             with closing(self._memo()) as memo, memo:
                 memo.executemany(f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?)", rows)
-        except sqlite3.Error as err:
+        except (sqlite3.Error, OSError) as err:  # a folder not writable, a full disk
             log.debug("The memo of %s cannot be written: %s", self.folder, err)
 
     def entry_paths(self, digests: Sequence[str], kind: str, shape: Sequence[int]) -> list[str]:
