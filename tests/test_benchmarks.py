@@ -33,6 +33,7 @@ ROWS = {
     "command": [
         "whole `kerapipe train` vs a hand-written script, digits sample, 1,617 images, 2 epochs",
         "whole `kerapipe train` vs a hand-written script, synthetic tree, 96 images, 1 epoch",
+        "the same with TRAINING.CACHE: memory",
     ],
     "jax": ["BACKEND: jax vs tensorflow", "data_parallel, 2 processes vs 1"],
 }
