@@ -29,7 +29,6 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 from dvclive import Live
-from dvclive.keras import DVCLiveCallback
 from dvclive.utils import standardize_metric_name
 
 from kerapipe import backend, distribution, fingerprints
@@ -76,8 +75,8 @@ class RunLive(Live):
             super().post_data_to_studio()
 
 
-class EpochLogger(DVCLiveCallback):
-    """DVCLive's Keras callback, its logger opened in a background thread once the first
+class EpochLogger(keras.callbacks.Callback):
+    """Logs every epoch to DVCLive, its logger opened in a background thread once the first
     epoch has ended. Opening it imports DVC and opens the repository (for DVC Studio's
     settings): a second of Python that, during the first epoch, would hold up Keras'
     tracing of the training step (Python too); later epochs run in TensorFlow's threads
@@ -85,33 +84,21 @@ class EpochLogger(DVCLiveCallback):
     for it and logs the rest. It is left open at the end of ``fit`` for the evaluation."""
 
     def __init__(self, open_logger: Callable[[], Live]) -> None:
-        super(DVCLiveCallback, self).__init__()  # not DVCLive's: it would open a Live now
-        self.save_weights_only = False
+        super().__init__()
         self.open_logger = open_logger
         self.opening: futures.Future[Live] | None = None
-        self.pending: list[tuple[int, dict]] = []
-
-    @property
-    def live(self) -> Live:
-        return self.opened()
+        self.pending: list[dict] = []
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.pending.append((epoch, dict(logs or {})))
-        self._start()
-        if self.opening.done():
+        self.pending.append(dict(logs or {}))
+        if self._start().done():
             self.opened()
-
-    def on_train_end(self, logs=None):
-        pass
 
     def opened(self) -> Live:
         """The logger, once open, with every epoch ended so far logged."""
         live = self._start().result()
         while self.pending:
-            epoch, logs = self.pending.pop(0)
-            for metric, value in logs.items():
-                live.log_metric(standardize_metric_name(metric, "dvclive.keras"), value)
-            live.next_step()
+            log_epoch(live, self.pending.pop(0))
         return live
 
     def settle(self) -> None:
@@ -125,6 +112,14 @@ class EpochLogger(DVCLiveCallback):
             self.opening = pool.submit(self.open_logger)
             pool.shutdown(wait=False)
         return self.opening
+
+
+def log_epoch(live: Live, logs: dict) -> None:
+    """One epoch's Keras logs as a DVCLive step, named as DVCLive's Keras callback names them."""
+    for name, value in logs.items():
+        if name != "epoch":
+            live.log_metric(standardize_metric_name(name, "dvclive.keras"), float(value))
+    live.next_step()
 
 
 def run_training(params: Params) -> TrainingResult:
@@ -430,10 +425,7 @@ def open_live(
     live = RunLive(folder, dvcyaml=None, save_dvc_exp=False, report=None)
     live.log_params({**params.model_dump(), "RESOLVED_SEED": seed})
     for row in past_epochs:
-        for name, value in row.items():
-            if name != "epoch":
-                live.log_metric(standardize_metric_name(name, "dvclive.keras"), float(value))
-        live.next_step()
+        log_epoch(live, row)
     return live
 
 
