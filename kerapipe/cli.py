@@ -202,31 +202,27 @@ def _launch_if_asked(args: argparse.Namespace) -> None:
     raise SystemExit(0)
 
 
-def _params(args: argparse.Namespace, backend: bool = True):
-    """The params, with ``KERAS_BACKEND`` set from ``TRAINING.BACKEND`` (kerapipe/backend.py)
-    unless ``backend`` is false."""
+def _params(args: argparse.Namespace, backend: str | None = None):
+    """The params, with ``KERAS_BACKEND`` set (kerapipe/backend.py): ``backend``, or else
+    ``TRAINING.BACKEND``."""
     from kerapipe.backend import use_backend
     from kerapipe.config import load_params
 
     params = load_params(args.params)
-    if backend:
-        use_backend(params.TRAINING.BACKEND)
+    use_backend(backend or params.TRAINING.BACKEND)
     return params
 
 
 def _backend_params(
     args: argparse.Namespace, launch: bool = False, backend: str | None = None
 ) -> Params:
-    """The params, with ``KERAS_BACKEND`` set (``TRAINING.BACKEND``, or ``backend``),
+    """The params, with ``KERAS_BACKEND`` set (``backend``, or ``TRAINING.BACKEND``),
     TRAINING.DEVICES applied and then TensorFlow imported: the backend and the devices a run
     may use are read once, when it starts. With ``launch``, a ``data_parallel`` train runs
     under ``KERAPIPE_LAUNCHER`` when that is set (and this process exits with it)."""
-    from kerapipe.backend import use_backend
     from kerapipe.devices import select_devices
 
-    params = _params(args, backend=backend is None)
-    if backend is not None:
-        use_backend(backend)
+    params = _params(args, backend)
     if launch and params.TRAINING.DISTRIBUTION == "data_parallel":
         _launch_if_asked(args)
     select_devices(params.TRAINING.DEVICES)
