@@ -61,12 +61,9 @@ class _SparseConfusionMetric(keras.metrics.Metric):
             shape = ops.shape(sparse_labels(y_true, y_pred))
             weights = weights * ops.reshape(ops.broadcast_to(sample_weight, shape), (-1,))
         index = ops.where(valid, labels, 0) * self.size + ops.minimum(predicted, self.size - 1)
-        cells = self.size * self.size
-        if keras.backend.backend() == "jax":  # jnp.bincount needs a static length under jit
-            counts = ops.segment_sum(weights, index, num_segments=cells)
-        else:
-            counts = ops.bincount(index, weights=weights, minlength=cells)
-        self.total_cm.assign_add(ops.reshape(counts[:cells], self.total_cm.shape))
+        cells = self.size * self.size  # a static count of cells (jnp.bincount's is not, under jit)
+        counts = ops.segment_sum(weights, index, num_segments=cells)
+        self.total_cm.assign_add(ops.reshape(counts, self.total_cm.shape))
 
     def _per_class(self, true_positives: Any, actual: Any, predicted: Any) -> tuple[Any, Any]:
         raise NotImplementedError
