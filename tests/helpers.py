@@ -103,13 +103,15 @@ def stages_run(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
 
 
-def train_project(root: Path, params: dict) -> Path:
-    """Write ``params`` to ``root/params.yaml`` and run the inventory and the training there,
-    in this process (the paths in ``params`` are read from ``root``)."""
+def train_project(root: Path, params: dict, predict: bool = False) -> Path:
+    """Write ``params`` to ``root/params.yaml`` and run the inventory and the training there
+    (and the prediction, with ``predict``), in this process (the paths in ``params`` are
+    read from ``root``)."""
     import yaml
 
     from kerapipe.checks import load_checked_params
     from kerapipe.inventory import run_inventory
+    from kerapipe.predict import run_prediction
     from kerapipe.train import run_training
 
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -119,6 +121,8 @@ def train_project(root: Path, params: dict) -> Path:
         checked = load_checked_params("params.yaml")
         run_inventory(checked)
         run_training(checked)
+        if predict:
+            run_prediction(checked)
     finally:
         os.chdir(cwd)
     return root

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from kerapipe.predict import run_prediction
 from kerapipe.sample_data import CLASS_NAMES, write_digits
 from kerapipe.tasks.base import get_task
 from kerapipe.train import run_training
-from tests.helpers import REPO
+from tests.helpers import REPO, train_project
 
 SORTED = sorted(CLASS_NAMES)  # the classes as found: sub-folders, sorted (eight, five, ...)
 
@@ -66,17 +65,7 @@ def trained(tmp_path_factory) -> Path:
     shutil.copytree(digits / "unlabelled", root / "unlabelled")
     victim = sorted((root / "unlabelled").glob("*.png"))[3]  # one labelled image, damaged
     victim.write_bytes(b"\x89PNG\r\n\x1a\nbroken")
-    (root / "params.yaml").write_text(yaml.safe_dump(digits_params(root, digits)))
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        params = load_params("params.yaml")
-        run_inventory(params)
-        run_training(params)
-        run_prediction(params)
-    finally:
-        os.chdir(cwd)
-    return root
+    return train_project(root, digits_params(root, digits), predict=True)
 
 
 def read_json(path: Path) -> dict:
