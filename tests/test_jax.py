@@ -175,16 +175,22 @@ def test_classification_on_jax_same_weights_twice(tmp_path, small_digits, digits
     assert exported["export"]["onnx"]["agreement"] == 1.0, exported
 
 
-@pytest.mark.e2e
-def test_segmentation_unet_h5_with_augmentation_on_jax(tmp_path):
-    data = write_shapes(tmp_path / "shapes", count=20, held_out=3)
-    params = task_params("segmentation", tmp_path)
+def on_data(params: dict, data: Path, labels: str, model_format: str) -> dict:
+    """``params`` reading ``data``'s train/ and unlabelled/ folders and its ``labels``,
+    saving the model in ``model_format``."""
     params["DATA"].update(
         INVENTORY_DATA_DIR=str(data / "train"),
         PREDICTION_DATA_DIR=str(data / "unlabelled"),
-        PREDICTION_LABELS=str(data / "unlabelled_masks"),
-        TRAINING_MODEL_FORMAT="h5",
+        PREDICTION_LABELS=str(data / labels),
+        TRAINING_MODEL_FORMAT=model_format,
     )
+    return params
+
+
+@pytest.mark.e2e
+def test_segmentation_unet_h5_with_augmentation_on_jax(tmp_path):
+    data = write_shapes(tmp_path / "shapes", count=20, held_out=3)
+    params = on_data(task_params("segmentation", tmp_path), data, "unlabelled_masks", "h5")
     flip = {"AUGMENTATION_NAME": "flip", "AUGMENTATION_PARAMS": {"MODE": "horizontal"}}
     path = write_params(tmp_path, params, {"TRAINING.AUGMENTATIONS": [flip]})
     kerapipe("run", path)
@@ -201,13 +207,7 @@ def test_regression_application_tf_format_mixed_precision_on_jax(tmp_path):
     """An application backbone (mobilenet_v2) exported as a SavedModel from JAX and
     predicted from through TensorFlow; mixed precision (bfloat16 on a CPU)."""
     data = write_discs(tmp_path / "discs", count=16, held_out=3)
-    params = task_params("regression", tmp_path)
-    params["DATA"].update(
-        INVENTORY_DATA_DIR=str(data / "train"),
-        PREDICTION_DATA_DIR=str(data / "unlabelled"),
-        PREDICTION_LABELS=str(data / "unlabelled_targets.csv"),
-        TRAINING_MODEL_FORMAT="tf",
-    )
+    params = on_data(task_params("regression", tmp_path), data, "unlabelled_targets.csv", "tf")
     params["MODEL"].update(
         MODEL_NAME="mobilenet_v2",
         MODEL_PARAMS={"INPUT_SHAPE": [32, 32, 1], "NUM_CLASSES": 2, "INITIAL_WEIGHTS": None},
