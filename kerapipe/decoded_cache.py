@@ -9,8 +9,9 @@ data hits the same entries), the input shape, what is decoded (image or mask) an
 ``CACHE_FORMAT``, which names the decode code's version: change it when the pixels change.
 
 An entry holds the raw pixels, then their 8-byte FarmHash fingerprint (``tf.fingerprint``),
-so the read in the tf.data pipeline (pure graph ops, no Python per image) knows a damaged
-entry from a good one; a damaged one is decoded from its file instead and written again.
+so the read in the tf.data pipeline (one Python call per batch of entries, the checks graph
+ops) knows a damaged entry from a good one; a damaged one (or one deleted since) is decoded
+from its file instead and written again.
 Entries missing, or of the wrong size (a partial file), are filled before the first epoch by
 a parallel tf.data decode; each is written under a hidden temporary name and renamed into
 place, so processes filling one cache at once never see part of an entry (two writing the
@@ -178,10 +179,11 @@ class DecodedCache(RemoteCache):
         """Where the entry of each file (by its content digest) decoded as ``kind`` at
         ``shape`` lives."""
         tag = f"{CACHE_FORMAT}|{kind}|{list(shape)}|"
+        files = str(self.files)
         paths = []
-        for digest in digests:
+        for digest in digests:  # string joins: pathlib took longer than the hashing
             key = hashlib.sha256((tag + digest).encode()).hexdigest()[:40]
-            paths.append(str(self.files / key[:2] / f"{key}{SUFFIX}"))
+            paths.append(f"{files}{os.sep}{key[:2]}{os.sep}{key}{SUFFIX}")
         return paths
 
     def prepare(
@@ -202,8 +204,7 @@ class DecodedCache(RemoteCache):
                 self.max_bytes / GB,
             )
             return False
-        self.touch(Path(entry) for entry in entries)
-        missing = [i for i, entry in enumerate(entries) if _size(entry) != size]
+        missing = [i for i, found in enumerate(self.touch(entries)) if found != size]
         if missing:
             self.evict(room=size * len({entries[i] for i in missing}))
             return fill(missing)
@@ -231,10 +232,3 @@ def _info(path: str, value: list[int]) -> ImageInfo:
 
 def _too_many(info: ImageInfo, max_pixels: int | None) -> bool:
     return max_pixels is not None and info.size[0] * info.size[1] > max_pixels
-
-
-def _size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return -1

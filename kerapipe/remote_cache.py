@@ -129,15 +129,20 @@ class RemoteCache:
             log.debug("Fetched %d file(s), %d bytes, into %s.", len(wanted), added, self.files)
             self.evict()
 
-    def touch(self, paths: Iterable[Path]) -> None:
+    def touch(self, paths: Iterable[str | Path]) -> list[int]:
         """Mark files as used now (their access time; the modification time stays, so a
-        ``TRAINING.CACHE`` folder that hashes it stays valid)."""
+        ``TRAINING.CACHE`` folder that hashes it stays valid); their sizes, -1 if missing."""
         now = time.time_ns()
+        sizes = []
         for path in paths:
             try:
-                os.utime(path, ns=(now, os.stat(path).st_mtime_ns))
+                stat = os.stat(path)
+                os.utime(path, ns=(now, stat.st_mtime_ns))
             except FileNotFoundError:
+                sizes.append(-1)
                 continue
+            sizes.append(stat.st_size)
+        return sizes
 
     def lease(self) -> str:
         """This process's lease token (taken on first use), for as long as it runs."""
