@@ -1,9 +1,11 @@
 """Smoke tests of the benchmark command (benchmarks/run.py) in its quick mode: it builds its
-data, runs every comparison and prints the table. No speed is asserted here."""
+data, runs every comparison and prints the table, a few benchmarks per test. No speed is
+asserted here."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +67,21 @@ def test_quick_inventory_and_startup_print_the_table(tmp_path):
     assert "TensorFlow not imported" in out
 
 
+# Every other benchmark, a group per test: pytest-xdist spreads them over its workers.
+GROUPS = [("training", "input"), ("remote", "predict"), ("memory", "dvc"), ("command",), ("jax",)]
+
+
+def test_the_groups_cover_every_benchmark():
+    usage = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--help"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    benches = re.search(r"--only \{([a-z,]+)\}", usage)[1].split(",")
+    groups = [bench for group in GROUPS for bench in group]
+    assert sorted([*groups, "inventory", "startup"]) == sorted(benches) == sorted(ROWS)
+
+
 @pytest.mark.e2e
-def test_quick_run_of_every_benchmark_prints_the_table(tmp_path):
-    check_table(run_quick(tmp_path), ROWS)
+@pytest.mark.parametrize("benches", GROUPS, ids="-".join)
+def test_quick_run_of_each_benchmark_prints_its_rows(tmp_path, benches):
+    check_table(run_quick(tmp_path, *benches), benches)
