@@ -2,16 +2,14 @@
 decoded image cache, seeded shuffle and augmentation, batch and prefetch; one pipeline for
 every task (images with labels, targets or masks). No Python code runs per image, except
 Pillow's decoder for the files TensorFlow's decoders would get wrong (BMP, GIF, CMYK JPEG,
-palette PNG, WebP, TIFF: see kerapipe/images.py), and one call per 32 images that reads
-their decoded cache entries.
+palette PNG, WebP, TIFF: see kerapipe/images.py).
 
 Order of the training pipeline: file names -> [shuffle] -> decode + resize to uint8 (or, with
-the decoded image cache, read the decoded entries, 32 at a time: see
-kerapipe/decoded_cache.py, filled before the first epoch) -> [augment] -> batch -> float32
-(masks int32) -> prefetch. With the memory cache the images read are also held in memory and
-the shuffle moves after that cache (in the same order: a shuffle's order depends on the seed
-and the count alone). Augmentation always runs after the cache, so cached images stay small
-and every epoch gets fresh random transforms.
+the decoded image cache, read the decoded entry: see kerapipe/decoded_cache.py, filled before
+the first epoch) -> [augment] -> batch -> float32 (masks int32) -> prefetch. With the memory
+cache the images read are also held in memory and the shuffle moves after that cache (in the
+same order: a shuffle's order depends on the seed and the count alone). Augmentation always
+runs after the cache, so cached images stay small and every epoch gets fresh random transforms.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -56,7 +53,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 AUTOTUNE = tf.data.AUTOTUNE
 FILL_BATCH = 16  # images decoded into the decoded image cache per Python step
-READ_BATCH = 32  # decoded cache entries read per Python call
 
 
 @dataclass(frozen=True)
@@ -332,24 +328,25 @@ class _Files:
     sources: tuple[tf.Tensor, ...]
     decode: Callable[..., tf.Tensor]
 
-    def loader(self, store: DecodedCache | None, calls: int) -> _Loader:
-        """How one file's pixels are loaded, with its per-file tensors: the decode, one file
-        at a time, or, with a decoded cache that holds (or can hold) these files, the read of
-        their entries (filled now where missing), a batch at a time, the decode standing by
-        for a damaged one."""
+    def loader(
+        self, store: DecodedCache | None, calls: int
+    ) -> tuple[Callable[..., tf.Tensor], tuple[tf.Tensor, ...]]:
+        """The map function that gives one file's pixels, and its per-file tensors: the
+        decode, or, with a decoded cache that holds (or can hold) these files, the read of
+        their entries (filled now where missing), the decode standing by for a damaged one."""
         if store is None:
-            return _Loader(self.decode, self.sources, batched=False)
+            return self.decode, self.sources
         entries = store.entry_paths(store.digests(self.paths), self.kind, self.shape)
         size = int(np.prod(self.shape))
         if not store.prepare(entries, size, lambda at: self._fill(store, entries, at, calls)):
-            return _Loader(self.decode, self.sources, batched=False)
+            return self.decode, self.sources
 
         @tf.autograph.experimental.do_not_convert
         def load(*args: tf.Tensor) -> tf.Tensor:
-            *sources, names = args
-            return read_entries(names, self.shape, partial(self._repair, store, names, sources))
+            *sources, entry = args
+            return read_entry(entry, self.shape, lambda: self._rewrite(store, entry, sources))
 
-        return _Loader(load, (*self.sources, tf.constant(entries, dtype=tf.string)), batched=True)
+        return load, (*self.sources, tf.constant(entries, dtype=tf.string))
 
     def _fill(
         self, store: DecodedCache, entries: list[str], positions: list[int], calls: int
@@ -380,45 +377,20 @@ class _Files:
             return False  # the epoch meets it, and the train stage names the file
         return True
 
-    def _repair(
-        self, store: DecodedCache, names: tf.Tensor, sources, pixels: tf.Tensor, sound: tf.Tensor
-    ) -> tf.Tensor:
-        """``pixels`` with each entry not ``sound`` decoded from its file again and written
-        anew (in Python: rare)."""
+    def _rewrite(self, store: DecodedCache, entry: tf.Tensor, sources) -> tf.Tensor:
+        """The file decoded again, its damaged entry written anew (in Python: rare)."""
+        pixels = self.decode(*sources)
 
         def write(name: bytes, data: np.ndarray, print_: np.ndarray) -> np.ndarray:
             store.write(os.fsdecode(np.asarray(name).item()), data, print_)
             store.rebuilt += 1
             return data
 
-        def rewrite(i: tf.Tensor) -> tf.Tensor:
-            decoded = self.decode(*(source[i] for source in sources))
-            out = tf.numpy_function(
-                write, [names[i], decoded, fingerprint(decoded)], tf.uint8, stateful=False
-            )
-            return tf.reshape(out, self.shape)
-
-        def one(i: tf.Tensor) -> tf.Tensor:
-            return tf.cond(sound[i], lambda: pixels[i], lambda: rewrite(i))
-
-        spec = tf.TensorSpec(self.shape, tf.uint8)
-        return tf.map_fn(one, tf.range(tf.shape(pixels)[0]), fn_output_signature=spec)
-
-
-@dataclass(frozen=True)
-class _Loader:
-    """A column's load function and its per-file tensors; ``batched``: it takes a batch of
-    files (its tensors batched) and gives a batch of pixels, else one file and its pixels."""
-
-    load: Callable[..., tf.Tensor]
-    sources: tuple[tf.Tensor, ...]
-    batched: bool
-
-    def one_at_a_time(self) -> Callable[..., tf.Tensor]:
-        """``load`` for one file at a time (a batched one given a batch of one)."""
-        if not self.batched:
-            return self.load
-        return lambda *args: self.load(*(tf.expand_dims(arg, 0) for arg in args))[0]
+        out = tf.numpy_function(
+            write, [entry, pixels, fingerprint(pixels)], tf.uint8, stateful=False
+        )
+        out.set_shape(self.shape)
+        return out
 
 
 def fingerprint(pixels: tf.Tensor) -> tf.Tensor:
@@ -426,48 +398,18 @@ def fingerprint(pixels: tf.Tensor) -> tf.Tensor:
     return tf.fingerprint(tf.reshape(pixels, [1, -1]))[0]
 
 
-def read_entries(
-    names: tf.Tensor,
-    shape: Sequence[int],
-    repair: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
-) -> tf.Tensor:
-    """The pixels (``[n, *shape]`` uint8) of a batch of decoded cache entries; when one is
-    damaged (missing, the wrong length, pixels that do not match their fingerprint),
-    ``repair(pixels, sound)`` gives the batch with the damaged ones (``sound`` false)
-    decoded again. One Python call reads the whole batch, a few microseconds an entry: a
-    graph call per entry cost several times the read itself."""
+def read_entry(entry: tf.Tensor, shape: Sequence[int], fallback: Callable[[], tf.Tensor]):
+    """The pixels of a decoded cache entry, or ``fallback()`` when the entry is damaged (the
+    wrong length, or pixels that do not match their fingerprint). Graph ops only."""
     size = int(np.prod(shape))
-    raw, whole = tf.numpy_function(
-        partial(read_files, size + TRAILER), [names], [tf.uint8, tf.bool], stateful=False
-    )
-    raw.set_shape([None, size + TRAILER])
-    whole.set_shape([None])
-    prints = tf.fingerprint(raw[:, :size])  # one per row, as ``fingerprint`` gives one
-    sound = tf.logical_and(whole, tf.reduce_all(tf.equal(prints, raw[:, size:]), axis=1))
-    pixels = tf.reshape(raw[:, :size], [-1, *shape])
-    images = tf.cond(tf.reduce_all(sound), lambda: pixels, lambda: repair(pixels, sound))
-    images.set_shape([None, *shape])
-    return images
-
-
-def read_files(length: int, names: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The bytes of each file in ``names`` (a row of ``length`` each) and whether the file
-    has exactly ``length`` bytes (False, and zeros, for one that cannot be read)."""
-    data = np.zeros((len(names), length), np.uint8)
-    whole = np.zeros(len(names), bool)
-    extra = bytearray(1)  # a longer file reads one byte into it
-    for i, name in enumerate(names):
-        try:
-            handle = os.open(name, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            whole[i] = os.readv(handle, [data[i], extra]) == length
-        except OSError:
-            pass
-        finally:
-            os.close(handle)
-    return data, whole
+    contents = tf.io.read_file(entry)
+    raw = tf.io.decode_raw(contents, tf.uint8, fixed_length=size + TRAILER)
+    pixels, stored = raw[:size], raw[size:]
+    whole = tf.equal(tf.strings.length(contents), size + TRAILER)
+    sound = tf.logical_and(whole, tf.reduce_all(tf.equal(fingerprint(pixels), stored)))
+    image = tf.cond(sound, lambda: tf.reshape(pixels, shape), fallback)
+    image.set_shape(shape)
+    return image
 
 
 def memory_fits(nbytes: int) -> bool:
@@ -529,15 +471,13 @@ def image_dataset(
         masks = [str(m) for m in masks]
         columns.append(_Files("mask", (height, width), masks, (_strings(masks),), decode_mask))
     loaders = [column.loader(store, options.parallel_calls) for column in columns]
-    files = tuple(loader.sources for loader in loaders)
-    batched = all(loader.batched for loader in loaders)  # every column read from the cache
-    functions = [loader.load if batched else loader.one_at_a_time() for loader in loaders]
+    files = tuple(sources for _, sources in loaders)
     extra = () if targets is None or masks is not None else (targets,)
     dataset = tf.data.Dataset.from_tensor_slices((*files, *extra))
 
     @tf.autograph.experimental.do_not_convert
     def load(*element):
-        loaded = [fn(*sources) for fn, sources in zip(functions, element, strict=False)]
+        loaded = [fn(*sources) for (fn, _), sources in zip(loaders, element, strict=False)]
         return (*loaded, *element[len(loaders) :])
 
     shuffle = shuffle_seed is not None
@@ -549,12 +489,12 @@ def image_dataset(
         dataset, batch_size = take_shard(dataset, options.shard, batch_size, seeds)
         if seeds is not None:
             load, seeds = with_seed(load), None  # the seeds travel with the file names
-        dataset = _read(dataset, load, batched, options.parallel_calls)
+        dataset = dataset.map(load, num_parallel_calls=options.parallel_calls)
     else:
         in_memory = options.cache == "memory" and _fits_in_memory(columns, len(paths))
         if shuffle and not in_memory:
             dataset = _shuffle(dataset, buffer, shuffle_seed)
-        dataset = _read(dataset, load, batched, options.parallel_calls)
+        dataset = dataset.map(load, num_parallel_calls=options.parallel_calls)
         if in_memory:
             dataset = dataset.cache()
             if shuffle:
@@ -577,16 +517,6 @@ def image_dataset(
     dataset = dataset.batch(batch_size)
     dataset = dataset.map(_to_model_types)
     return without_autotune(dataset.prefetch(AUTOTUNE))
-
-
-def _read(dataset: tf.data.Dataset, load, batched: bool, calls: int) -> tf.data.Dataset:
-    """``load`` mapped over the elements: one at a time, or, when ``batched``, ``READ_BATCH``
-    at a time and unbatched again (the same elements, in the same order)."""
-    if not batched:
-        return dataset.map(load, num_parallel_calls=calls)
-    count = int(dataset.cardinality())
-    dataset = dataset.batch(READ_BATCH).map(load, num_parallel_calls=calls).unbatch()
-    return dataset.apply(tf.data.experimental.assert_cardinality(count)) if count >= 0 else dataset
 
 
 def _strings(values: Sequence[str]) -> tf.Tensor:

@@ -9,9 +9,8 @@ data hits the same entries), the input shape, what is decoded (image or mask) an
 ``CACHE_FORMAT``, which names the decode code's version: change it when the pixels change.
 
 An entry holds the raw pixels, then their 8-byte FarmHash fingerprint (``tf.fingerprint``),
-so the read in the tf.data pipeline (one Python call per batch of entries, the checks graph
-ops) knows a damaged entry from a good one; a damaged one (or one deleted since) is decoded
-from its file instead and written again.
+so the read in the tf.data pipeline (pure graph ops, no Python per image) knows a damaged
+entry from a good one; a damaged one is decoded from its file instead and written again.
 Entries missing, or of the wrong size (a partial file), are filled before the first epoch by
 a parallel tf.data decode; each is written under a hidden temporary name and renamed into
 place, so processes filling one cache at once never see part of an entry (two writing the

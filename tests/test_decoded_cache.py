@@ -243,24 +243,24 @@ def test_a_damaged_or_partial_entry_is_found_and_written_again(images, tmp_path)
     assert same(batches(images, "disk", folder), plain) and store.rebuilt == rebuilt
 
 
-def test_an_entry_deleted_or_grown_during_the_epochs_is_decoded_again(images, tmp_path):
-    """The read checks every entry as it reads it, not only before the first epoch: one
-    deleted (a user clearing the cache) or grown after the dataset was built is decoded from
-    its file in that epoch, and written back."""
+def test_an_entry_damaged_during_the_epochs_is_decoded_again(images, tmp_path):
+    """The read checks every entry as it reads it, not only before the first epoch: one grown
+    or changed after the dataset was built is decoded from its file in that epoch, and
+    written back."""
     folder = tmp_path / "cache"
     plain = batches(images)
     options = DatasetOptions(cache="disk", cache_dir=str(folder))
     store = options.store()
     data = image_dataset(images, np.arange(20, dtype=np.int32), SHAPE, 8, 5, options)
     keys = store.entry_paths(content_digests(images), "image", SHAPE)
-    deleted, grown = Path(keys[2]), Path(keys[11])
-    sound = deleted.read_bytes(), grown.read_bytes()
-    deleted.unlink()
-    grown.write_bytes(sound[1] + b"x")
+    grown, changed = Path(keys[2]), Path(keys[11])
+    sound = grown.read_bytes(), changed.read_bytes()
+    grown.write_bytes(sound[0] + b"x")
+    changed.write_bytes(bytes(255 - byte for byte in sound[1][:5]) + sound[1][5:])
     read = [(x.numpy(), y.numpy()) for _ in range(2) for x, y in data]
     assert same(read, plain)
     assert store.rebuilt == 2  # each once: the first epoch wrote them back
-    assert (deleted.read_bytes(), grown.read_bytes()) == sound
+    assert (grown.read_bytes(), changed.read_bytes()) == sound
 
 
 def test_memory_cache_holds_the_images_and_gives_the_same_batches(images, tmp_path):
@@ -310,8 +310,8 @@ def test_training_is_the_same_with_and_without_the_cache(make_params, tmp_path):
 
 
 def test_the_cached_read_has_no_stateful_op_so_the_map_stays_parallel(images, tmp_path):
-    """The read of a batch of entries, with the decode and rewrite standing by for a damaged
-    one, holds no stateful op: tf.data would run the map on one thread under op determinism."""
+    """The read of an entry, with the decode and rewrite standing by for a damaged one, holds
+    no stateful op: tf.data would run the map on one thread under op determinism."""
     from tensorflow.python.framework import op_def_registry
 
     from kerapipe.datasets import _Files, _routes, decode_image, readable_images
@@ -321,13 +321,12 @@ def test_the_cached_read_has_no_stateful_op_so_the_map_stays_parallel(images, tm
         "image", SHAPE, images, (tf.constant(images), routes, turns),
         lambda path, route, turn: decode_image(path, SHAPE, route, turn),
     )  # fmt: skip
-    loader = column.loader(decoded_cache(tmp_path / "cache", 1.0), 1)
-    assert loader.batched
-    specs = [tf.TensorSpec([None], tensor.dtype) for tensor in loader.sources]
-    graph = tf.function(loader.load).get_concrete_function(*specs).graph.as_graph_def()
+    load, tensors = column.loader(decoded_cache(tmp_path / "cache", 1.0), 1)
+    specs = [tf.TensorSpec([], tensor.dtype) for tensor in tensors]
+    graph = tf.function(load).get_concrete_function(*specs).graph.as_graph_def()
     ops = {node.op for node in graph.node}
     ops |= {node.op for function in graph.library.function for node in function.node_def}
-    assert {"PyFuncStateless", "Fingerprint", "StatelessIf", "DecodeJpeg"} <= ops
+    assert {"ReadFile", "Fingerprint", "StatelessIf", "PyFuncStateless", "DecodeJpeg"} <= ops
     assert not [op for op in ops if op_def_registry.get(op).is_stateful]
 
 
