@@ -992,30 +992,28 @@ def bench_command(sizes: dict, digits: Path, tree: Path, work: Path, mode: str) 
 def memory_row(runs: dict[str, list[dict]]) -> Row:
     """The tree's whole command with ``TRAINING.CACHE: memory``, against the same script:
     informational (the default is ``disk``; memory is the user's choice)."""
-    ratio = statistics.median(
-        m["wall"] / b["wall"] for m, b in zip(runs["kerapipe_memory"], runs["by_hand"], strict=True)
-    )
     walls = {name: statistics.median(r["wall"] for r in runs[name]) for name in runs}
     return Row(
         "the same with TRAINING.CACHE: memory (wall s)",
         f"{walls['kerapipe_memory']:.1f}",
         f"{walls['by_hand']:.1f}",
-        f"{ratio:.2f}x",
+        f"{median_ratio(runs, 'kerapipe_memory', 'wall'):.2f}x",
         "-",
         None,
         "informational: the decoded images also held in memory, at the user's choice",
     )
 
 
+def median_ratio(runs: dict[str, list[dict]], name: str, key: str) -> float:
+    """The median over back-to-back pairs of ``name``'s ``key`` over the script's."""
+    pairs = zip(runs[name], runs["by_hand"], strict=True)
+    return statistics.median(ours[key] / script[key] for ours, script in pairs)
+
+
 def command_row(case: str, images: int, epochs: int, runs: dict[str, list[dict]]) -> Row:
     """One row: medians of wall time, CPU time and peak RSS, ratios of back-to-back pairs."""
-
-    def median_ratio(key: str) -> float:
-        pairs = zip(runs["kerapipe"], runs["by_hand"], strict=True)
-        return statistics.median(k[key] / b[key] for k, b in pairs)
-
     med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for n, rs in runs.items()}
-    ratio, target = median_ratio("wall"), COMMAND_TARGETS[case]
+    ratio, target = median_ratio(runs, "kerapipe", "wall"), COMMAND_TARGETS[case]
     extra_rss = (med["kerapipe"]["rss"] - med["by_hand"]["rss"]) / 2**20
     what = "digits sample" if case == "digits" else "synthetic tree"
     return Row(
@@ -1027,7 +1025,8 @@ def command_row(case: str, images: int, epochs: int, runs: dict[str, list[dict]]
         f"<= {target}x",
         ratio <= target,
         f"CPU {med['kerapipe']['cpu']:.1f} s vs {med['by_hand']['cpu']:.1f} s "
-        f"({median_ratio('cpu'):.2f}x); peak RSS {med['kerapipe']['rss'] / 2**20:.0f} MiB "
+        f"({median_ratio(runs, 'kerapipe', 'cpu'):.2f}x); "
+        f"peak RSS {med['kerapipe']['rss'] / 2**20:.0f} MiB "
         f"vs {med['by_hand']['rss'] / 2**20:.0f} ({extra_rss:+.0f} MiB)",
     )
 
