@@ -17,9 +17,10 @@ place, so processes filling one cache at once never see part of an entry (two wr
 same one write the same bytes). A file's content digest and header probe are remembered in
 ``memo.sqlite`` beside ``files/``, by its path and identity (device, inode, size,
 modification and change times, as git's and DVC's indexes do), so a run reads and hashes
-only the files changed since one did. Size, leases and eviction are the remote cache's
-(kerapipe/remote_cache.py): past ``TRAINING.CACHE_MAX_GB`` the least recently used entries go,
-never one a running process uses.
+only the files changed since one did; past ``MEMO_MAX_FILES`` files, the memo forgets the
+quarter written longest ago (they are read again when next used), so it stays bounded too.
+Size, leases and eviction are the remote cache's (kerapipe/remote_cache.py): past
+``TRAINING.CACHE_MAX_GB`` the least recently used entries go, never one a running process uses.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ TRAILER = 8  # bytes of the fingerprint after the pixels
 SUFFIX = ".u8"
 MEMO = "memo.sqlite"  # content digests and header probes by file identity
 MEMO_BATCH = 500  # paths per query of the digest memo (SQLite caps a query's parameters)
+MEMO_MAX_FILES = 1_000_000  # files a memo table remembers (about 250 MB each) before pruning
 _CACHES: dict[tuple[str, int], DecodedCache] = {}
 
 
@@ -93,6 +95,7 @@ class DecodedCache(RemoteCache):
     def __init__(self, folder: Path, max_bytes: int) -> None:
         super().__init__(folder, max_bytes)
         self.filled = 0  # entries this process decoded and wrote (before the epochs)
+        self.memo_max_files = MEMO_MAX_FILES
         self.rebuilt = 0  # damaged entries found by the pipeline's read, decoded again
 
     def digests(self, paths: Sequence[str]) -> list[str]:
@@ -168,9 +171,19 @@ class DecodedCache(RemoteCache):
         ]
 
     def _remember(self, table: str, rows: list[tuple[str, str | None, str | None]]) -> None:
+        """Write ``rows``; past ``memo_max_files`` rows, keep the three quarters written last
+        (a replaced row takes a new rowid, so rowids follow the order of writing)."""
         try:
             with closing(self._memo()) as memo, memo:
                 memo.executemany(f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?)", rows)
+                (count,) = memo.execute(f"SELECT count(*) FROM {table}").fetchone()
+                if count > self.memo_max_files:
+                    oldest = count - self.memo_max_files * 3 // 4
+                    memo.execute(
+                        f"DELETE FROM {table} WHERE rowid IN "
+                        f"(SELECT rowid FROM {table} ORDER BY rowid LIMIT ?)",
+                        (oldest,),
+                    )
         except (sqlite3.Error, OSError) as err:  # a folder not writable, a full disk
             log.debug("The memo of %s cannot be written: %s", self.folder, err)
 

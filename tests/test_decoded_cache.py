@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +136,28 @@ def test_digests_are_remembered_until_a_file_changes(tmp_path):
     # A memo that is not a database is only a shortcut lost: every file is hashed.
     (store.folder / "memo.sqlite").write_bytes(b"not a database")
     assert store.digests(images[2:]) == truth[2:]
+
+
+def test_the_memo_forgets_the_files_written_longest_ago_past_its_limit(tmp_path):
+    """Past ``memo_max_files`` rows the memo keeps the three quarters written last, so it
+    stays bounded however many files pass through the cache; a forgotten file is hashed
+    again, right, and remembered anew."""
+    import sqlite3
+
+    images = write_images(tmp_path / "images", 12)
+    store = decoded_cache(tmp_path / "cache", 1.0)
+    store.memo_max_files = 8
+    truth = content_digests(images)
+
+    def remembered() -> set[str]:
+        with closing(sqlite3.connect(store.folder / "memo.sqlite")) as memo:
+            return {path for (path,) in memo.execute("SELECT path FROM digests")}
+
+    assert store.digests(images) == truth
+    assert remembered() == set(images[6:])  # 12 written, the last 6 kept
+    assert store.digests(images[:3]) == truth[:3]  # forgotten: hashed again
+    assert remembered() == set(images[9:] + images[:3])
+    assert store.digests(images) == truth
 
 
 def test_header_probes_are_remembered_and_a_limit_still_refuses(tmp_path):
