@@ -94,8 +94,8 @@ class DecodedCache(RemoteCache):
 
     def __init__(self, folder: Path, max_bytes: int) -> None:
         super().__init__(folder, max_bytes)
-        self.filled = 0  # entries this process decoded and wrote (before the epochs)
         self.memo_max_files = MEMO_MAX_FILES
+        self.filled = 0  # entries this process decoded and wrote (before the epochs)
         self.rebuilt = 0  # damaged entries found by the pipeline's read, decoded again
 
     def digests(self, paths: Sequence[str]) -> list[str]:
