@@ -97,6 +97,7 @@ class DecodedCache(RemoteCache):
         self.memo_max_files = MEMO_MAX_FILES
         self.filled = 0  # entries this process decoded and wrote (before the epochs)
         self.rebuilt = 0  # damaged entries found by the pipeline's read, decoded again
+        self.reading: set[str] = set()  # the entries this process's datasets read
 
     def digests(self, paths: Sequence[str]) -> list[str]:
         """``content_digests(paths)``, reading only the files whose identity changed since
@@ -219,8 +220,15 @@ class DecodedCache(RemoteCache):
         missing = [i for i, found in enumerate(self.touch(entries)) if found != size]
         if missing:
             self.evict(room=size * len({entries[i] for i in missing}))
-            return fill(missing)
+            if not fill(missing):
+                return False
+        self.reading.update(entries)
         return True
+
+    def lost(self) -> list[str]:
+        """The entries this process's datasets read that are gone: deleted under a running
+        training (eviction never takes them), which stops its epochs."""
+        return sorted(entry for entry in self.reading if not os.path.isfile(entry))
 
     def write(self, entry: str, pixels: np.ndarray, fingerprint: np.ndarray) -> None:
         """Write one entry (pixels, then their fingerprint) atomically."""

@@ -40,6 +40,7 @@ from kerapipe.checks import check_params
 from kerapipe.components import build_callbacks, build_loss, build_metrics, build_optimizer
 from kerapipe.config import Params, resolve_seed, validate_params
 from kerapipe.datasets import DatasetOptions
+from kerapipe.decoded_cache import DecodedCache
 from kerapipe.distribution import Distribution
 from kerapipe.errors import DataError, ModelError
 from kerapipe.folders import SetAside, WorkingCopy
@@ -356,9 +357,45 @@ def fit(model, data, params: Params, initial_epoch: int, callbacks, named, class
             "(INVENTORY.CHECK_IMAGES: decode with BAD_IMAGES: skip), then rerun inventory "
             "and train."
         ) from err
+    except tf.errors.NotFoundError as err:
+        store = DatasetOptions.from_params(training, params.DATA.REMOTE_CACHE_DIR).store()
+        error = files_gone(named, store)
+        if error is None:
+            raise
+        raise error from err
     finally:
         # predict would trace the model once per batch of an execution: one at a time again
         with_steps_per_execution(model, 1)
+
+
+def files_gone(named: dict[str, str], store: DecodedCache | None) -> DataError | None:
+    """The error for files deleted while the epochs read them (TensorFlow's names no file):
+    images of the inventory (``named`` maps each local path to its source's: a remote
+    image's local copy is in the remote cache), else entries of the decoded image cache
+    ``store``; None when nothing is missing."""
+    resume = "TRAINING.LOAD_CHECKPOINT: true continues after the last finished epoch"
+    gone = [(path, source) for path, source in named.items() if not os.path.isfile(path)]
+    if gone and gone[0][0] == gone[0][1]:
+        return DataError(
+            f"{len(gone)} image(s) of the inventory disappeared while training read them: "
+            f"{', '.join(source for _, source in gone[:5])}. Put them back, or rerun the "
+            f"inventory without them; then rerun train ({resume})."
+        )
+    if gone:
+        return DataError(
+            f"the local copies of {len(gone)} image(s) were deleted from the remote cache "
+            f"while training read them ({gone[0][0]}, of {gone[0][1]}). Delete the cache "
+            f"only while no training reads it. Rerun train: they are fetched again, and {resume}."
+        )
+    lost = store.lost() if store else []
+    if lost:
+        return DataError(
+            f"the decoded image cache {store.folder} lost {len(lost)} of the entries training "
+            f"reads ({lost[0]}): they were deleted while it ran. Delete the cache only while "
+            f"no training reads it. Rerun train: the missing entries are decoded again, and "
+            f"{resume}."
+        )
+    return None
 
 
 def with_steps_per_execution(model: keras.Model, steps: int) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -21,8 +22,15 @@ from tests.helpers import REPO, tool_env
 
 tf = pytest.importorskip("tensorflow")
 
+import keras  # noqa: E402
+
+from kerapipe.config import load_params  # noqa: E402
 from kerapipe.datasets import DatasetOptions, image_dataset  # noqa: E402
 from kerapipe.decoded_cache import TRAILER, content_digests, decoded_cache  # noqa: E402
+from kerapipe.errors import DataError  # noqa: E402
+from kerapipe.inventory import run_inventory  # noqa: E402
+from kerapipe.registry import register_callback  # noqa: E402
+from kerapipe.train import run_training  # noqa: E402
 
 SHAPE = (16, 16, 3)
 ENTRY = 16 * 16 * 3 + TRAILER
@@ -358,3 +366,56 @@ def test_the_memory_cache_is_used_only_when_it_fits():
 
     assert memory_fits(1) and memory_fits(2**20)
     assert not memory_fits(2**60)  # an exabyte: the disk cache alone, with a warning
+
+
+@register_callback("delete_after_the_first_epoch")
+class DeleteAfterTheFirstEpoch(keras.callbacks.Callback):
+    """After the first epoch, delete ``folder``, as `rm -r` in another shell would."""
+
+    def __init__(self, folder: str):
+        super().__init__()
+        self.folder = folder
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            shutil.rmtree(self.folder)
+
+
+@pytest.mark.parametrize("deleted", ["cache entries", "images"])
+def test_files_deleted_under_a_running_training_stop_it_with_one_clear_error(
+    make_params, digits, tmp_path, deleted
+):
+    """TensorFlow's own error names no file; kerapipe's says which were deleted and how to
+    continue, and the finished epoch's checkpoint stays for it."""
+    data, cache = tmp_path / "data", tmp_path / "decoded"
+    shutil.copytree(digits / "train", data)
+    doomed = cache / "files" if deleted == "cache entries" else data / "three"
+    callback = {
+        "CALLBACK_NAME": "delete_after_the_first_epoch",
+        "CALLBACK_PARAMS": {"folder": str(doomed)},
+    }
+    changes: dict = {
+        "TRAINING.NUM_EPOCHS": 2,
+        "TRAINING.CACHE": "disk" if deleted == "cache entries" else "none",
+        "TRAINING.CACHE_DIR": str(cache),
+    }
+    changes["TRAINING.CALLBACKS"] = [callback]  # a resumed run starts at epoch 1: it stays
+    _, path = make_params(changes, data_dir=data)
+    run_inventory(load_params(path))
+    with pytest.raises(DataError) as error:
+        run_training(load_params(path))
+    message = str(error.value)
+    if deleted == "cache entries":
+        assert f"the decoded image cache {cache} lost" in message
+        assert "Delete the cache only while no training reads it" in message
+    else:
+        assert "image(s) of the inventory disappeared while training read them" in message
+        assert str(data / "three") in message
+        shutil.copytree(digits / "train" / "three", data / "three")  # put back
+    assert "TRAINING.LOAD_CHECKPOINT: true continues" in message
+    checkpoints = tmp_path / "models" / "digits_cnn" / "checkpoints"
+    assert json.loads((checkpoints / "state.json").read_text())["epoch"] == 1
+
+    _, path = make_params({**changes, "TRAINING.LOAD_CHECKPOINT": True}, data_dir=data)
+    result = run_training(load_params(path))
+    assert result.initial_epoch == 1 and len(result.history["loss"]) == 1
