@@ -419,3 +419,18 @@ def test_files_deleted_under_a_running_training_stop_it_with_one_clear_error(
     _, path = make_params({**changes, "TRAINING.LOAD_CHECKPOINT": True}, data_dir=data)
     result = run_training(load_params(path))
     assert result.initial_epoch == 1 and len(result.history["loss"]) == 1
+
+
+def test_a_remote_images_local_copy_deleted_under_a_run_is_named_as_a_copy(tmp_path):
+    """A remote source's images are read from their local copies in the remote cache: one
+    deleted there is fetched again by the next run, so the message says so."""
+    from kerapipe.train import files_gone
+
+    kept = tmp_path / "kept.png"
+    kept.write_bytes(b"x")
+    named = {str(kept): "s3://team/digits/one/a.png"}
+    assert files_gone(named, None) is None
+    named[str(tmp_path / "gone.png")] = "s3://team/digits/two/b.png"
+    message = str(files_gone(named, None))
+    assert "the local copies of 1 image(s) were deleted from the remote cache" in message
+    assert "s3://team/digits/two/b.png" in message and "fetched again" in message
