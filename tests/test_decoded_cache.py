@@ -30,7 +30,7 @@ from kerapipe.decoded_cache import TRAILER, content_digests, decoded_cache  # no
 from kerapipe.errors import DataError  # noqa: E402
 from kerapipe.inventory import run_inventory  # noqa: E402
 from kerapipe.registry import register_callback  # noqa: E402
-from kerapipe.train import run_training  # noqa: E402
+from kerapipe.train import files_gone, run_training  # noqa: E402
 
 SHAPE = (16, 16, 3)
 ENTRY = 16 * 16 * 3 + TRAILER
@@ -424,8 +424,6 @@ def test_files_deleted_under_a_running_training_stop_it_with_one_clear_error(
 def test_a_remote_images_local_copy_deleted_under_a_run_is_named_as_a_copy(tmp_path):
     """A remote source's images are read from their local copies in the remote cache: one
     deleted there is fetched again by the next run, so the message says so."""
-    from kerapipe.train import files_gone
-
     kept = tmp_path / "kept.png"
     kept.write_bytes(b"x")
     named = {str(kept): "s3://team/digits/one/a.png"}
