@@ -79,6 +79,22 @@ def _keep_tensorflow_off_gpus() -> None:
         log.debug("TensorFlow's devices were already initialised; GPUs stay visible to it.")
 
 
+def graph_optimizer_off_without_gpu() -> None:
+    """Turn TensorFlow's graph optimizer (Grappler) off for this process where TensorFlow
+    computes on no GPU: a host without one, or any host under JAX (TensorFlow reads files).
+
+    Its rewrites (layouts, fused kernels) serve the GPU; on a CPU they left the steps as
+    fast, yet it optimised the input pipeline's map function again for each epoch's new
+    iterator (25 ms of 38 on the digits, per dataset) and the model's functions once (see
+    README "Performance"). Call it before TensorFlow's context starts: tf.data reads the
+    setting only then."""
+    import tensorflow as tf
+
+    if current() == "tensorflow" and tf.config.list_physical_devices("GPU"):
+        return
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+
+
 def has_gpu() -> bool:
     """Whether the backend computes on a GPU."""
     if current() == "jax":

@@ -217,9 +217,11 @@ def _backend_params(
     args: argparse.Namespace, launch: bool = False, backend: str | None = None
 ) -> Params:
     """The params, with ``KERAS_BACKEND`` set (``backend``, or ``TRAINING.BACKEND``),
-    TRAINING.DEVICES applied and then TensorFlow imported: the backend and the devices a run
-    may use are read once, when it starts. With ``launch``, a ``data_parallel`` train runs
+    TRAINING.DEVICES applied and then TensorFlow imported (its graph optimizer off where it
+    has no GPU): the backend, the devices a run may use and that setting are read once, when
+    it starts. With ``launch``, a ``data_parallel`` train runs
     under ``KERAPIPE_LAUNCHER`` when that is set (and this process exits with it)."""
+    from kerapipe.backend import graph_optimizer_off_without_gpu
     from kerapipe.devices import select_devices
 
     params = _params(args, backend)
@@ -227,6 +229,7 @@ def _backend_params(
         _launch_if_asked(args)
     select_devices(params.TRAINING.DEVICES)
     import_tensorflow()
+    graph_optimizer_off_without_gpu()
     return params
 
 

@@ -121,3 +121,24 @@ def test_quiet_prints_only_problems(make_params):
     assert result.returncode == 0 and result.stdout == "" and result.stderr == ""
     normal = kerapipe("inventory", "--params", str(path))
     assert "Reusing the existing inventory" in normal.stderr
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_stages_turn_the_graph_optimizer_off_where_tensorflow_has_no_gpu(backend, make_params):
+    """On this CPU-only host (and under JAX anywhere) a computing stage turns Grappler off
+    when it starts; here `predict` stops at its missing model, after that."""
+    _, path = make_params({"TRAINING.BACKEND": backend})
+    code = (
+        "import sys; from kerapipe.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "import tensorflow as tf\n"
+        "assert not tf.config.list_physical_devices('GPU'), 'this test needs a host without GPU'\n"
+        "print(code, tf.config.optimizer.get_experimental_options()['disable_meta_optimizer'])"
+    )
+    argv = ["predict", "--params", str(path)]
+    result = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, env=tool_env()
+    )
+    assert result.returncode == 0, result.stderr
+    assert "kerapipe predict: error:" in result.stderr, result.stderr  # the missing model
+    assert result.stdout.strip() == "1 True", result.stdout
