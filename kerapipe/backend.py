@@ -79,6 +79,32 @@ def _keep_tensorflow_off_gpus() -> None:
         log.debug("TensorFlow's devices were already initialised; GPUs stay visible to it.")
 
 
+def start_tensorflow() -> None:
+    """Import TensorFlow for a stage, after ``use_backend``: quietly
+    (``kerapipe.native_logs``), without JAX on the tensorflow backend, and with its graph
+    optimizer off where it computes on no GPU."""
+    from kerapipe.native_logs import import_tensorflow
+
+    if chosen_backend() == "tensorflow" and "jax" not in sys.modules:
+        # TensorFlow Lite's `from jax import jit` is optional: an ImportError skips JAX's
+        # import (0.5-0.9 s) for the one converter that needs it, which kerapipe never calls.
+        sys.modules["jax"] = None  # type: ignore[assignment]
+        try:
+            import_tensorflow()
+        finally:
+            del sys.modules["jax"]
+    else:
+        import_tensorflow()
+    graph_optimizer_off_without_gpu()
+
+
+def chosen_backend() -> str:
+    """The backend Keras runs on or will run on (``KERAS_BACKEND``), without importing it."""
+    if "keras" in sys.modules:
+        return current()
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
 def graph_optimizer_off_without_gpu() -> None:
     """Turn TensorFlow's graph optimizer (Grappler) off for this process where TensorFlow
     computes on no GPU: a host without one, or any host under JAX (TensorFlow reads files).
@@ -90,7 +116,7 @@ def graph_optimizer_off_without_gpu() -> None:
     setting only then."""
     import tensorflow as tf
 
-    if current() == "tensorflow" and tf.config.list_physical_devices("GPU"):
+    if chosen_backend() == "tensorflow" and tf.config.list_physical_devices("GPU"):
         return
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 

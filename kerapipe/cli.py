@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 from kerapipe import native_logs
 from kerapipe.errors import KerapipeError
-from kerapipe.native_logs import import_tensorflow
 
 if TYPE_CHECKING:
     from kerapipe.config import Params
@@ -217,19 +216,18 @@ def _backend_params(
     args: argparse.Namespace, launch: bool = False, backend: str | None = None
 ) -> Params:
     """The params, with ``KERAS_BACKEND`` set (``backend``, or ``TRAINING.BACKEND``),
-    TRAINING.DEVICES applied and then TensorFlow imported (its graph optimizer off where it
-    has no GPU): the backend, the devices a run may use and that setting are read once, when
-    it starts. With ``launch``, a ``data_parallel`` train runs
+    TRAINING.DEVICES applied and then TensorFlow started (``backend.start_tensorflow``): the
+    backend, the devices a run may use and TensorFlow's settings are read once, when it
+    starts. With ``launch``, a ``data_parallel`` train runs
     under ``KERAPIPE_LAUNCHER`` when that is set (and this process exits with it)."""
-    from kerapipe.backend import graph_optimizer_off_without_gpu
+    from kerapipe.backend import start_tensorflow
     from kerapipe.devices import select_devices
 
     params = _params(args, backend)
     if launch and params.TRAINING.DISTRIBUTION == "data_parallel":
         _launch_if_asked(args)
     select_devices(params.TRAINING.DEVICES)
-    import_tensorflow()
-    graph_optimizer_off_without_gpu()
+    start_tensorflow()
     return params
 
 
