@@ -218,8 +218,8 @@ def _backend_params(
     """The params, with ``KERAS_BACKEND`` set (``backend``, or ``TRAINING.BACKEND``),
     TRAINING.DEVICES applied and then TensorFlow started (``backend.start_tensorflow``): the
     backend, the devices a run may use and TensorFlow's settings are read once, when it
-    starts. With ``launch``, a ``data_parallel`` train runs
-    under ``KERAPIPE_LAUNCHER`` when that is set (and this process exits with it)."""
+    starts. With ``launch``, a ``data_parallel`` train runs under ``KERAPIPE_LAUNCHER`` when
+    that is set (and this process exits with it)."""
     from kerapipe.backend import start_tensorflow
     from kerapipe.devices import select_devices
 
