@@ -167,7 +167,11 @@ def _train(params: Params, paths: ModelPaths, dist: Distribution, live_dir: str)
     # Remote images are fetched now, in parallel, so that every epoch reads local disk.
     images = source_of(params.DATA, "INVENTORY_DATA_DIR")
     local_rows = local_files(task, table, images)
-    named = dict(zip(local_rows.filepath, table.filepath, strict=True))  # for messages
+    named = {  # each file read (images, masks) to its path on its source: for messages
+        local: source
+        for column in task.file_columns
+        for local, source in zip(local_rows[column], table[column], strict=True)
+    }
     local_train, local_val = (local_rows[table.split == s] for s in ("train", "validation"))
     # BATCH_SIZE is per replica; the global batch grows with the number of devices.
     batch_size = params.TRAINING.BATCH_SIZE * dist.replicas
@@ -327,8 +331,8 @@ def fit(model, data, params: Params, initial_epoch: int, callbacks, named, class
     """``model.fit``, running ``TRAINING.STEPS_PER_EXECUTION`` batches per compiled call, with
     undecodable images named. ``data`` is (training, validation or None), each a finite
     dataset that Keras iterates once per epoch (the last call of an epoch runs the batches
-    left); ``named`` maps each image file read (a local copy, for a remote source) to its
-    path on its source; ``class_weight`` is Keras' ``{label: weight}``
+    left); ``named`` maps each file read (a local copy, for a remote source) to its path
+    on its source; ``class_weight`` is Keras' ``{label: weight}``
     (``TRAINING.CLASS_WEIGHT``), or None."""
     train_data, val_data = data
     if class_weight:
@@ -370,20 +374,20 @@ def fit(model, data, params: Params, initial_epoch: int, callbacks, named, class
 
 def files_gone(named: dict[str, str], store: DecodedCache | None) -> DataError | None:
     """The error for files deleted while the epochs read them (TensorFlow's names no file):
-    images of the inventory (``named`` maps each local path to its source's: a remote
-    image's local copy is in the remote cache), else entries of the decoded image cache
-    ``store``; None when nothing is missing."""
+    images or masks of the inventory (``named`` maps each local path to its source's: a
+    remote file's local copy is in the remote cache), else entries of the decoded image
+    cache ``store``; None when nothing is missing."""
     resume = "TRAINING.LOAD_CHECKPOINT: true continues after the last finished epoch"
     gone = [(path, source) for path, source in named.items() if not os.path.isfile(path)]
     if gone and gone[0][0] == gone[0][1]:
         return DataError(
-            f"{len(gone)} image(s) of the inventory disappeared while training read them: "
+            f"{len(gone)} file(s) of the inventory disappeared while training read them: "
             f"{', '.join(source for _, source in gone[:5])}. Put them back, or rerun the "
             f"inventory without them; then rerun train ({resume})."
         )
     if gone:
         return DataError(
-            f"the local copies of {len(gone)} image(s) were deleted from the remote cache "
+            f"the local copies of {len(gone)} file(s) were deleted from the remote cache "
             f"while training read them ({gone[0][0]}, of {gone[0][1]}). Delete the cache "
             f"only while no training reads it. Rerun train: they are fetched again, and {resume}."
         )

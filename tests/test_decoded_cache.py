@@ -409,7 +409,7 @@ def test_files_deleted_under_a_running_training_stop_it_with_one_clear_error(
         assert f"the decoded image cache {cache} lost" in message
         assert "Delete the cache only while no training reads it" in message
     else:
-        assert "image(s) of the inventory disappeared while training read them" in message
+        assert "file(s) of the inventory disappeared while training read them" in message
         assert str(data / "three") in message
         shutil.copytree(digits / "train" / "three", data / "three")  # put back
     assert "TRAINING.LOAD_CHECKPOINT: true continues" in message
@@ -430,5 +430,5 @@ def test_a_remote_images_local_copy_deleted_under_a_run_is_named_as_a_copy(tmp_p
     assert files_gone(named, None) is None
     named[str(tmp_path / "gone.png")] = "s3://team/digits/two/b.png"
     message = str(files_gone(named, None))
-    assert "the local copies of 1 image(s) were deleted from the remote cache" in message
+    assert "the local copies of 1 file(s) were deleted from the remote cache" in message
     assert "s3://team/digits/two/b.png" in message and "fetched again" in message
