@@ -116,7 +116,7 @@ def graph_optimizer_off_without_gpu() -> None:
     setting only then."""
     import tensorflow as tf
 
-    if chosen_backend() == "tensorflow" and tf.config.list_physical_devices("GPU"):
+    if chosen_backend() == "tensorflow" and has_gpu():  # JAX's own check would start it
         return
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 

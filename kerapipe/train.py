@@ -241,6 +241,7 @@ def _train(params: Params, paths: ModelPaths, dist: Distribution, live_dir: str)
                 callbacks,
                 named,
                 task.class_weights(train_rows),
+                cache=inputs.store(),
             )
     except BaseException:
         if logger is not None:
@@ -327,13 +328,23 @@ def save_final_model(model: keras.Model, run: WorkingCopy, paths: ModelPaths) ->
     run.upload(paths.model_name)
 
 
-def fit(model, data, params: Params, initial_epoch: int, callbacks, named, class_weight=None):
+def fit(
+    model,
+    data,
+    params: Params,
+    initial_epoch: int,
+    callbacks,
+    named,
+    class_weight=None,
+    cache: DecodedCache | None = None,
+):
     """``model.fit``, running ``TRAINING.STEPS_PER_EXECUTION`` batches per compiled call, with
     undecodable images named. ``data`` is (training, validation or None), each a finite
     dataset that Keras iterates once per epoch (the last call of an epoch runs the batches
     left); ``named`` maps each file read (a local copy, for a remote source) to its path
     on its source; ``class_weight`` is Keras' ``{label: weight}``
-    (``TRAINING.CLASS_WEIGHT``), or None."""
+    (``TRAINING.CLASS_WEIGHT``), or None; ``cache`` the decoded image cache the datasets
+    read, if any (named when its entries are deleted under the run)."""
     train_data, val_data = data
     if class_weight:
         log.info("Class weights (by label): %s", {k: round(v, 4) for k, v in class_weight.items()})
@@ -362,8 +373,7 @@ def fit(model, data, params: Params, initial_epoch: int, callbacks, named, class
             "and train."
         ) from err
     except tf.errors.NotFoundError as err:
-        store = DatasetOptions.from_params(training, params.DATA.REMOTE_CACHE_DIR).store()
-        error = files_gone(named, store)
+        error = files_gone(named, cache)
         if error is None:
             raise
         raise error from err
@@ -379,13 +389,14 @@ def files_gone(named: dict[str, str], store: DecodedCache | None) -> DataError |
     cache ``store``; None when nothing is missing."""
     resume = "TRAINING.LOAD_CHECKPOINT: true continues after the last finished epoch"
     gone = [(path, source) for path, source in named.items() if not os.path.isfile(path)]
-    if gone and gone[0][0] == gone[0][1]:
+    copies = bool(gone) and gone[0][0] != gone[0][1]  # one source: all copies, or none
+    if gone and not copies:
         return DataError(
             f"{len(gone)} file(s) of the inventory disappeared while training read them: "
             f"{', '.join(source for _, source in gone[:5])}. Put them back, or rerun the "
             f"inventory without them; then rerun train ({resume})."
         )
-    if gone:
+    if copies:
         return DataError(
             f"the local copies of {len(gone)} file(s) were deleted from the remote cache "
             f"while training read them ({gone[0][0]}, of {gone[0][1]}). Delete the cache "

@@ -394,12 +394,12 @@ def test_files_deleted_under_a_running_training_stop_it_with_one_clear_error(
         "CALLBACK_NAME": "delete_after_the_first_epoch",
         "CALLBACK_PARAMS": {"folder": str(doomed)},
     }
-    changes: dict = {
+    changes = {
         "TRAINING.NUM_EPOCHS": 2,
         "TRAINING.CACHE": "disk" if deleted == "cache entries" else "none",
         "TRAINING.CACHE_DIR": str(cache),
+        "TRAINING.CALLBACKS": [callback],  # kept for the resume, which starts at epoch 1
     }
-    changes["TRAINING.CALLBACKS"] = [callback]  # a resumed run starts at epoch 1: it stays
     _, path = make_params(changes, data_dir=data)
     run_inventory(load_params(path))
     with pytest.raises(DataError) as error:
