@@ -1,9 +1,9 @@
 """The ``kerapipe`` command. It parses arguments and calls the library; nothing else.
 
-TensorFlow is imported only by the commands that train or predict (and by ``validate`` when a
-Keras component has arguments to check), without its native start-up lines, so ``--help``,
-``validate``, ``inventory`` and ``components`` start fast and stages print only kerapipe's
-and Keras' own output.
+TensorFlow is imported only by the commands that train, predict or export to a format (and by
+``validate`` when a Keras component has arguments to check), without its native start-up
+lines, so ``--help``, ``validate``, ``inventory``, ``components`` and an export with no
+formats start fast and stages print only kerapipe's and Keras' own output.
 """
 
 from __future__ import annotations
@@ -39,9 +39,11 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    params = _backend_params(args, backend="tensorflow")  # kerapipe.export.EXPORT_BACKEND
-    from kerapipe.export import run_export
+    from kerapipe.export import EXPORT_BACKEND, run_export
 
+    params = _params(args, EXPORT_BACKEND)
+    if params.DATA.EXPORT.FORMATS:  # none (the default): empty outputs, no TensorFlow
+        _start_backend(params)
     run_export(params)
 
 
@@ -212,23 +214,25 @@ def _params(args: argparse.Namespace, backend: str | None = None):
     return params
 
 
-def _backend_params(
-    args: argparse.Namespace, launch: bool = False, backend: str | None = None
-) -> Params:
-    """The params, with ``KERAS_BACKEND`` set (``backend``, or ``TRAINING.BACKEND``),
-    TRAINING.DEVICES applied and then TensorFlow started (``backend.start_tensorflow``): the
-    backend, the devices a run may use and TensorFlow's settings are read once, when it
-    starts. With ``launch``, a ``data_parallel`` train runs under ``KERAPIPE_LAUNCHER`` when
-    that is set (and this process exits with it)."""
+def _backend_params(args: argparse.Namespace, launch: bool = False) -> Params:
+    """The params, with ``KERAS_BACKEND`` set from ``TRAINING.BACKEND`` and the backend
+    started (``_start_backend``). With ``launch``, a ``data_parallel`` train runs
+    under ``KERAPIPE_LAUNCHER`` when that is set (and this process exits with it)."""
+    params = _params(args)
+    if launch and params.TRAINING.DISTRIBUTION == "data_parallel":
+        _launch_if_asked(args)
+    _start_backend(params)
+    return params
+
+
+def _start_backend(params: Params) -> None:
+    """TRAINING.DEVICES applied, then TensorFlow started (``backend.start_tensorflow``): the
+    devices a run may use and TensorFlow's settings are read once, when it starts."""
     from kerapipe.backend import start_tensorflow
     from kerapipe.devices import select_devices
 
-    params = _params(args, backend)
-    if launch and params.TRAINING.DISTRIBUTION == "data_parallel":
-        _launch_if_asked(args)
     select_devices(params.TRAINING.DEVICES)
     start_tensorflow()
-    return params
 
 
 if __name__ == "__main__":

@@ -57,6 +57,20 @@ def kerapipe(cwd: Path, *args: str, **popen) -> subprocess.CompletedProcess:
     )
 
 
+def kerapipe_without_tensorflow(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run ``kerapipe args`` through its ``main`` in a fresh Python in ``cwd``; it fails
+    (non-zero exit, the reason in stderr) if the command fails or imports TensorFlow."""
+    code = (
+        "import sys; from kerapipe.cli import main\n"
+        "try:\n    code = main(sys.argv[1:])\nexcept SystemExit as exit:\n    code = exit.code\n"
+        "assert code == 0, f'exit code {code}'\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
 def start(args: list[str], cwd: Path) -> subprocess.Popen:
     """Start a command in its own process group (to kill it whole), output merged in .stdout."""
     return subprocess.Popen(

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tests.helpers import BIN, tool_env
+from tests.helpers import BIN, kerapipe_without_tensorflow, tool_env
 
 
 def kerapipe(*args, cwd=None):
@@ -25,13 +25,7 @@ def test_help_lists_every_command():
 def test_fast_commands_do_not_import_tensorflow(args, make_params):
     _, path = make_params()
     argv = [*args, "--params", str(path)] if args == ["validate"] else args
-    code = (
-        "import sys; from kerapipe.cli import main\n"
-        "try:\n    code = main(sys.argv[1:])\nexcept SystemExit as exit:\n    code = exit.code\n"
-        "assert code == 0, f'exit code {code}'\n"
-        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'"
-    )
-    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+    result = kerapipe_without_tensorflow(path.parent, *argv)
     assert result.returncode == 0, result.stderr
 
 

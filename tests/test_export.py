@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import keras
@@ -21,7 +22,7 @@ from kerapipe.export import litert_runtime, run_export
 from kerapipe.inventory import run_inventory
 from kerapipe.sample_data import write_digits
 from kerapipe.train import run_training
-from tests.helpers import BIN, REPO, run, train_project
+from tests.helpers import BIN, REPO, kerapipe_without_tensorflow, run, train_project
 
 RUN = Path("models") / "digits_cnn"
 
@@ -123,6 +124,19 @@ def test_kerapipe_export_on_the_command_line(trained):
     result = run([str(BIN / "kerapipe"), "export"], trained)
     assert "Exported model.onnx: arg-max agreement 1.0000" in result.stderr
     assert "Exported model.tflite" in result.stderr
+
+
+def test_without_formats_export_writes_empty_outputs_and_starts_no_tensorflow(trained, tmp_path):
+    """FORMATS [] (the default): the stage writes only what DVC expects, without TensorFlow's
+    seconds of start-up in every `dvc repro` after a training."""
+    root = shutil.copytree(trained, tmp_path / "project")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["DATA"]["EXPORT"]["FORMATS"] = []
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = kerapipe_without_tensorflow(root, "export")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((root / RUN / "export_metrics.json").read_text()) == {"export": {}}
+    assert list((root / RUN / "export").iterdir()) == []
 
 
 @pytest.mark.parametrize("task", ["segmentation", "regression"])
