@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from kerapipe.images import ImageInfo, probe_images
-from kerapipe.remote_cache import GB, RemoteCache, _write, default_folder
+from kerapipe.remote_cache import GB, RemoteCache, _write, cache_folder
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,7 @@ _CACHES: dict[tuple[str, int], DecodedCache] = {}
 def default_cache_folder(remote_cache_dir: str | None = None) -> Path:
     """``decoded/`` in the remote cache folder (``DATA.REMOTE_CACHE_DIR``, by default
     ``$XDG_CACHE_HOME/kerapipe``): outside the project, shared by its experiments."""
-    base = Path(os.path.expanduser(remote_cache_dir)) if remote_cache_dir else default_folder()
-    return base / "decoded"
+    return cache_folder(remote_cache_dir) / "decoded"
 
 
 def decoded_cache(folder: str | os.PathLike, max_gb: float) -> DecodedCache:

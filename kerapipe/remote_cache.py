@@ -52,10 +52,16 @@ def default_folder() -> Path:
     return Path(base) / "kerapipe"
 
 
+def cache_folder(setting: str | os.PathLike | None) -> Path:
+    """The folder of ``DATA.REMOTE_CACHE_DIR`` (``~`` expanded), or ``default_folder()``
+    when it is null; kerapipe's other caches live in it by default."""
+    return Path(os.path.expanduser(str(setting))) if setting else default_folder()
+
+
 def cache_at(folder: str | os.PathLike | None, max_gb: float = DEFAULT_MAX_GB) -> RemoteCache:
     """The cache in ``folder`` (None: ``default_folder()``), one object per process, so its
     lease and what it fetched are shared by every source that uses it."""
-    path = Path(os.path.expanduser(str(folder))) if folder else default_folder()
+    path = cache_folder(folder)
     key = (os.path.abspath(path), int(max_gb * GB))
     if key not in _CACHES:
         _CACHES[key] = RemoteCache(path, key[1])
