@@ -121,6 +121,34 @@ def graph_optimizer_off_without_gpu() -> None:
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 
+# JAX's own settings of its compilation cache: set by the user, they win over kerapipe's.
+JAX_CACHE_VARIABLES = ("JAX_COMPILATION_CACHE_DIR", "JAX_ENABLE_COMPILATION_CACHE")
+COMPILATION_CACHE_MAX_BYTES = 2 * 1024**3
+
+
+def use_compilation_cache(remote_cache_dir: str | None) -> None:
+    """On the JAX backend, keep every program XLA compiles in ``jax/`` of kerapipe's cache
+    folder (``DATA.REMOTE_CACHE_DIR``, by default ``~/.cache/kerapipe``), for the processes
+    that come next: a queued experiment, a resumed run, the predict stage.
+
+    Keras on JAX compiles each weight initializer (one per shape) and each step when first
+    called: 40 s of a 70 s MobileNetV2 run on a 2-core CPU, all of it read back by the next
+    run. The cached program is the one XLA compiled, so the results are the same. JAX's
+    cache is bounded (``COMPILATION_CACHE_MAX_BYTES``, least recently used go first) and
+    locked while written, so experiments running at once share it. A user who set
+    ``JAX_COMPILATION_CACHE_DIR`` or ``JAX_ENABLE_COMPILATION_CACHE`` keeps JAX's own
+    behaviour."""
+    if chosen_backend() != "jax" or any(name in os.environ for name in JAX_CACHE_VARIABLES):
+        return
+    import jax
+
+    from kerapipe.remote_cache import cache_folder
+
+    jax.config.update("jax_compilation_cache_dir", str(cache_folder(remote_cache_dir) / "jax"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # JAX's default: 1 s
+    jax.config.update("jax_compilation_cache_max_size", COMPILATION_CACHE_MAX_BYTES)
+
+
 def has_gpu() -> bool:
     """Whether the backend computes on a GPU."""
     if current() == "jax":

@@ -227,12 +227,14 @@ def _backend_params(args: argparse.Namespace, launch: bool = False) -> Params:
 
 def _start_backend(params: Params) -> None:
     """TRAINING.DEVICES applied, then TensorFlow started (``backend.start_tensorflow``): the
-    devices a run may use and TensorFlow's settings are read once, when it starts."""
-    from kerapipe.backend import start_tensorflow
+    devices a run may use and TensorFlow's settings are read once, when it starts. On JAX,
+    compiled programs are kept for the next process (``backend.use_compilation_cache``)."""
+    from kerapipe.backend import start_tensorflow, use_compilation_cache
     from kerapipe.devices import select_devices
 
     select_devices(params.TRAINING.DEVICES)
     start_tensorflow()
+    use_compilation_cache(params.DATA.REMOTE_CACHE_DIR)
 
 
 if __name__ == "__main__":

@@ -135,8 +135,9 @@ class DataParams(Group):
     )
     REMOTE_CACHE_DIR: str | None = Field(
         None,
-        description="local folder of the files fetched from remote sources; null: "
-        "$XDG_CACHE_HOME/kerapipe (~/.cache/kerapipe)",
+        description="local folder of the files fetched from remote sources, and by default "
+        "of the decoded images and JAX's compiled programs; null: $XDG_CACHE_HOME/kerapipe "
+        "(~/.cache/kerapipe)",
     )
     REMOTE_CACHE_MAX_GB: float = Field(
         10.0, gt=0, description="size of the remote cache, in GB, before the least recently "

@@ -144,15 +144,21 @@ def test_another_backend_already_imported_is_one_clear_error(make_params):
 @pytest.mark.e2e
 def test_classification_on_jax_same_weights_twice(tmp_path, small_digits, digits):
     """simple_cnn, keras format, through `kerapipe run`; the same params in another folder
-    give identical weights; run_info.json and DVCLive record the backend."""
-    results = []
+    give identical weights, the second run with every program read from the compilation
+    cache that the first filled; run_info.json and DVCLive record the backend."""
+    results, compiled = [], []
+    cache = tmp_path / "cache"
     for name in ("first", "second"):
         folder = tmp_path / name
         folder.mkdir()
-        params = digits_params(folder, small_digits, digits, {"TRAINING.NUM_EPOCHS": 2})
+        updates = {"TRAINING.NUM_EPOCHS": 2, "DATA.REMOTE_CACHE_DIR": str(cache)}
+        params = digits_params(folder, small_digits, digits, updates)
         output = kerapipe("run", params, env={"KERAS_BACKEND": "tensorflow"})
         assert "KERAS_BACKEND=tensorflow is set, but TRAINING.BACKEND is jax" in output
         results.append(folder)
+        compiled.append(sorted(p.name for p in (cache / "jax").glob("*-cache")))
+    assert any("train_step" in name for name in compiled[0])
+    assert compiled[1] == compiled[0]  # the second run compiled nothing new
     info = run_info(results[0], "digits_cnn")
     assert info["backend"] == "jax" and info["settings"]["TRAINING.BACKEND"] == "jax"
     assert "jax" in info["packages"]
@@ -224,14 +230,21 @@ def test_regression_application_tf_format_mixed_precision_on_jax(tmp_path):
 
 @pytest.mark.e2e
 def test_resume_on_jax(tmp_path, small_digits, digits):
-    """One epoch, then NUM_EPOCHS 3 with LOAD_CHECKPOINT continues after it (log, state)."""
-    params = digits_params(tmp_path, small_digits, digits)
+    """One epoch, then NUM_EPOCHS 3 with LOAD_CHECKPOINT continues after it (log, state).
+    The user's own JAX compilation cache settings win over kerapipe's folder."""
+    params = digits_params(tmp_path, small_digits, digits, {"DATA.REMOTE_CACHE_DIR": "cache"})
+    own = {
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "own"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    }
     kerapipe("inventory", params)
-    kerapipe("train", params)
+    kerapipe("train", params, env=own)
     updated = yaml.safe_load(params.read_text())
     updated["TRAINING"].update(NUM_EPOCHS=3, LOAD_CHECKPOINT=True, FORCE=True)
     params.write_text(yaml.safe_dump(updated, sort_keys=False))
-    kerapipe("train", params)
+    kerapipe("train", params, env=own)
+    assert list((tmp_path / "own").glob("jit_train_step-*-cache"))
+    assert not (tmp_path / "cache" / "jax").exists()
     info = run_info(tmp_path, "digits_cnn")
     assert info["resumed_after_epoch"] == 1 and info["final_epochs"] == 3
     log = pd.read_csv(tmp_path / "models" / "digits_cnn" / "training_log.csv")
