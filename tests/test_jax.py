@@ -218,7 +218,10 @@ def test_regression_application_tf_format_mixed_precision_on_jax(tmp_path):
         MODEL_NAME="mobilenet_v2",
         MODEL_PARAMS={"INPUT_SHAPE": [32, 32, 1], "NUM_CLASSES": 2, "INITIAL_WEIGHTS": None},
     )
-    path = write_params(tmp_path, params, {"TRAINING.MIXED_PRECISION": True})
+    # 12 images to train on in 3 full batches of 4: JAX compiles the training step once
+    # (a last batch of another size is another compile, 15 s of this network on a CPU).
+    updates = {"TRAINING.MIXED_PRECISION": True, "TRAINING.BATCH_SIZE": 4}
+    path = write_params(tmp_path, params, updates)
     kerapipe("run", path)
     info = run_info(tmp_path, "discs_cnn")
     assert info["precision_policy"] == "mixed_bfloat16" and info["backend"] == "jax"
