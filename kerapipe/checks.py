@@ -17,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kerapipe.config import FOLDER_SOURCES, Params, load_params, summarise_problems
+from kerapipe.config import FOLDER_SOURCES, Params, load_params
 from kerapipe.errors import ConfigError, KerapipeError
+from kerapipe.param_messages import summarise_problems
 from kerapipe.registry import suggest
 
 

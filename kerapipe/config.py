@@ -7,15 +7,13 @@ close-match suggestion for typos. Validation imports no TensorFlow.
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 import re
 import secrets
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -27,6 +25,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from kerapipe.errors import ConfigError
+from kerapipe.folder_rules import on_source, overlapping_folders
+from kerapipe.param_messages import summarise_problems, validation_messages
+from kerapipe.params_file import read_params_file
 from kerapipe.registry import (
     AUGMENTATIONS,
     CALLBACKS,
@@ -36,12 +37,11 @@ from kerapipe.registry import (
     OPTIMIZERS,
     SOURCES,
     TASKS,
-    suggest,
 )
+from kerapipe.secret_settings import secret_settings
 
 BUILT_IN_CALLBACKS = {"model_checkpoint", "csv_logger"}
 MAX_SEED = 2**32 - 1  # NumPy, TensorFlow and scikit-learn take seeds below 2**32
-MAX_PARAMS_VALUES = 100_000  # a params file is small; YAML aliases must not blow it up
 DEFAULT_MAX_IMAGE_PIXELS = 89_478_485  # Pillow's own limit (about 9459 x 9459)
 DEFAULT_CACHE_MAX_GB = 10.0  # TRAINING.CACHE_MAX_GB: the decoded image cache's size
 
@@ -232,11 +232,11 @@ class DataParams(Group):
     def input_folders(self) -> dict[str, str]:
         """The folders kerapipe only reads, by key, as ``source:path``."""
         inputs = {
-            key: self._on(self.source_name(key), getattr(self, key))
+            key: on_source(self.source_name(key), getattr(self, key))
             for key in ("INVENTORY_DATA_DIR", "PREDICTION_DATA_DIR")
         }
         if self.PREDICTION_LABELS:
-            labels = self._on(self.PREDICTION_DATA_SOURCE, self.PREDICTION_LABELS)
+            labels = on_source(self.PREDICTION_DATA_SOURCE, self.PREDICTION_LABELS)
             inputs["PREDICTION_LABELS"] = labels
         return inputs
 
@@ -244,22 +244,12 @@ class DataParams(Group):
         """The folders kerapipe writes (and DVC clears before a stage runs), by key."""
         run = posixpath.join(self.TRAINING_MODEL_DIR, self.TRAINING_MODEL_NAME)
         return {
-            "INVENTORY_CSV_DIR": self._on(self.INVENTORY_CSV_SOURCE, self.INVENTORY_CSV_DIR),
-            "TRAINING_MODEL_DIR/TRAINING_MODEL_NAME": self._on(self.TRAINING_MODEL_SOURCE, run),
-            "PREDICTION_OUTPUT_DIR": self._on(
+            "INVENTORY_CSV_DIR": on_source(self.INVENTORY_CSV_SOURCE, self.INVENTORY_CSV_DIR),
+            "TRAINING_MODEL_DIR/TRAINING_MODEL_NAME": on_source(self.TRAINING_MODEL_SOURCE, run),
+            "PREDICTION_OUTPUT_DIR": on_source(
                 self.source_name("PREDICTION_OUTPUT_DIR"), self.PREDICTION_OUTPUT_DIR
             ),
         }
-
-    @staticmethod
-    def _on(source: str, path: str) -> str:
-        """``source:path`` normalised, so two spellings of one folder compare equal."""
-        if "://" in path:
-            scheme, rest = path.split("://", 1)
-            return f"{scheme}:{posixpath.normpath(rest)}"
-        if source == "local":
-            path = os.path.abspath(path)
-        return f"{source}:{posixpath.normpath(path.replace(os.sep, '/'))}"
 
 
 # Each folder param and the param naming the source it is on.
@@ -270,59 +260,6 @@ FOLDER_SOURCES = {
     "PREDICTION_DATA_DIR": "PREDICTION_DATA_SOURCE",
     "PREDICTION_OUTPUT_DIR": "PREDICTION_OUTPUT_SOURCE",
 }
-# Words that make a storage option's name a secret (split from snake_case or camelCase), and
-# the values of such names that are not secrets (gcsfs' ``token: anon``, say).
-SECRET_WORDS = frozenset(
-    {"key", "secret", "token", "password", "passwd", "pwd", "passphrase", "credential",
-     "credentials", "sas", "auth", "authorization", "connection", "cookie", "private"}
-)  # fmt: skip
-_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")  # of snake_case and camelCase
-NOT_SECRETS = frozenset({"anon", "google_default", "cloud", "cache", "browser", None, False})
-
-
-def secret_settings(options: Any, path: str = "DATA.STORAGE_OPTIONS") -> list[str]:
-    """The key paths in ``options`` (nested dicts and lists) that look like secrets: a name
-    with a word such as key, secret, token or password, or a URL with a password in it."""
-    found = []
-    if isinstance(options, dict):
-        for name, value in options.items():
-            words = {w.lower() for w in _WORDS.findall(str(name))}
-            if words & SECRET_WORDS and not _is_plain(value):
-                found.append(f"{path}.{name}")
-            else:
-                found += secret_settings(value, f"{path}.{name}")
-    elif isinstance(options, list):
-        for i, value in enumerate(options):
-            found += secret_settings(value, f"{path}.{i}")
-    elif isinstance(options, str) and re.search(r"://[^/@\s]*:[^/@\s]*@", options):
-        found.append(path)
-    return found
-
-
-def _is_plain(value: Any) -> bool:
-    """Whether a value under a secret-sounding name is a setting, not a secret."""
-    if isinstance(value, bool) or value is None:
-        return True
-    return isinstance(value, str) and value in NOT_SECRETS
-
-
-def overlapping_folders(inputs: dict[str, str], outputs: dict[str, str]) -> list[str]:
-    """Problems where an output folder is, holds or lies inside an input folder, or another
-    output folder: writing (or DVC's clean-up of outputs) there would touch data."""
-
-    def nested(a: str, b: str) -> bool:
-        return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
-
-    problems = []
-    outs = list(outputs.items())
-    for i, (out_key, out) in enumerate(outs):
-        for in_key, folder in [*inputs.items(), *outs[i + 1 :]]:
-            if nested(out, folder):
-                problems.append(
-                    f"{out_key} ({out.split(':', 1)[-1]}) overlaps {in_key} "
-                    f"({folder.split(':', 1)[-1]}); give each its own folder, side by side"
-                )
-    return problems
 
 
 class PipelineParams(Group):
@@ -573,10 +510,10 @@ class Params(Group):
         caches = {}
         if self.TRAINING.CACHE_DIR:
             cache_dir = os.path.expanduser(self.TRAINING.CACHE_DIR)
-            caches["TRAINING.CACHE_DIR"] = DataParams._on("local", cache_dir)
+            caches["TRAINING.CACHE_DIR"] = on_source("local", cache_dir)
         if self.DATA.REMOTE_CACHE_DIR:
             remote = os.path.expanduser(self.DATA.REMOTE_CACHE_DIR)
-            caches["DATA.REMOTE_CACHE_DIR"] = DataParams._on("local", remote)
+            caches["DATA.REMOTE_CACHE_DIR"] = on_source("local", remote)
         folders = {**self.DATA.input_folders(), **self.DATA.output_folders()}
         problems = [
             problem
@@ -593,67 +530,6 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     listing all problems. ``kerapipe.checks.load_checked_params`` also runs the components'
     own checks, as every stage does."""
     return validate_params(read_params_file(path), source=str(path))
-
-
-def read_params_file(path: str | Path) -> dict[str, Any]:
-    """Parse YAML (or JSON, by suffix) into a dict, with a clear error for bad syntax."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(
-            f"params file {str(path)!r} not found. Pass --params PATH, or run from the "
-            "project folder that holds params.yaml."
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ConfigError(
-            f"{path} is not UTF-8 text (byte {err.start} is {err.object[err.start]:#04x}). Save "
-            "it as UTF-8 (most editors: 'Save with encoding')."
-        ) from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except json.JSONDecodeError as err:
-        raise ConfigError(
-            f"{path} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}."
-        ) from None
-    except yaml.YAMLError as err:
-        where = getattr(err, "problem_mark", None)
-        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        problem = getattr(err, "problem", None) or str(err)
-        raise ConfigError(
-            f"{path} is not valid YAML{at}: {problem}. Fix the syntax (indentation, "
-            "colons, quotes) and run `kerapipe validate` again."
-        ) from None
-    if _expanded_size(data) > MAX_PARAMS_VALUES:
-        raise ConfigError(
-            f"{path} expands to more than {MAX_PARAMS_VALUES:,} values, far more than any "
-            "params file holds (YAML aliases nested inside each other?). Write the values out."
-        )
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{path} must be a mapping with the groups DATA, PIPELINE, INVENTORY, MODEL, "
-            f"TRAINING; it holds a {type(data).__name__}."
-        )
-    return data
-
-
-def _expanded_size(data: Any) -> int:
-    """How many values ``data`` holds once YAML aliases are expanded, counted without
-    expanding them: an alias shares its object, so each object's size is computed once."""
-    sizes: dict[int, int] = {}
-
-    def size(value: Any) -> int:
-        if id(value) in sizes:
-            return sizes[id(value)]
-        children = value.values() if isinstance(value, dict) else value
-        total = 1
-        if isinstance(value, dict | list):
-            sizes[id(value)] = MAX_PARAMS_VALUES + 1  # a cycle counts as too big
-            total += sum(size(child) for child in children)
-        sizes[id(value)] = min(total, MAX_PARAMS_VALUES + 1)
-        return sizes[id(value)]
-
-    return size(data)
 
 
 def validate_params(data: dict[str, Any], source: str = "params") -> Params:
@@ -675,57 +551,6 @@ def validate_group(model: type[BaseModel], data: Any, key: str) -> Any:
         return model.model_validate(data if data is not None else {})
     except ValidationError as err:
         raise ConfigError("; ".join(validation_messages(err, model, prefix=key))) from None
-
-
-def validation_messages(
-    err: ValidationError, model: type[BaseModel], prefix: str = ""
-) -> list[str]:
-    """Turn pydantic errors into 'KEY.PATH: what is wrong (allowed: ...)' lines."""
-    messages = []
-    for error in err.errors():
-        loc = [str(part) for part in error["loc"]]
-        path = ".".join([prefix, *loc] if prefix else loc)
-        kind = error["type"]
-        if kind == "extra_forbidden":
-            allowed = _field_names(model, error["loc"][:-1])
-            messages.append(
-                f"{path}: unknown key.{suggest(loc[-1], allowed)} "
-                f"Allowed keys here: {', '.join(allowed)}."
-            )
-        elif kind == "missing":
-            messages.append(f"{path}: required key is missing.")
-        elif kind == "value_error":  # our own validators: the message says it all
-            message = str(error["msg"]).removeprefix("Value error, ")
-            got = "" if isinstance(error["input"], dict) else f" (got {error['input']!r})"
-            messages.append(f"{path}: {message}{got}." if path else f"{message}{got}.")
-        elif kind == "secret":  # a value that holds a secret is never shown
-            messages.append(f"{path}: {error['msg']}.")
-        else:
-            messages.append(f"{path}: {error['msg']} (got {error['input']!r}).")
-    return messages
-
-
-def _field_names(model: type[BaseModel], loc: tuple) -> list[str]:
-    """The keys allowed at ``loc`` inside ``model`` (list indices are skipped)."""
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(str(part))
-        model = _model_in(field.annotation) if field else None
-        if model is None:
-            return []
-    return list(model.model_fields)
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model inside an annotation such as ``list[MetricSpec] | None``."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in get_args(annotation):
-        found = _model_in(arg)
-        if found:
-            return found
-    return None
 
 
 def _registry_problems(params: Params) -> list[str]:
@@ -765,14 +590,6 @@ def _registry_problems(params: Params) -> list[str]:
         except ConfigError as err:
             problems.append(str(err))
     return problems
-
-
-def summarise_problems(source: str, problems: list[str]) -> str:
-    """One message for one problem, a list for several, led by where they were found."""
-    if len(problems) == 1:
-        return f"{source}: {problems[0]}"
-    lines = "\n".join(f"  - {p}" for p in problems)
-    return f"{source} has {len(problems)} problems:\n{lines}"
 
 
 def require_unique(values: list, what: str, field: str = "") -> None:

@@ -8,6 +8,8 @@ import yaml
 from kerapipe.checks import load_checked_params
 from kerapipe.config import load_params, resolve_seed
 from kerapipe.errors import ConfigError
+from kerapipe.params_file import read_params_file
+from tests.helpers import REPO
 
 
 def write(tmp_path, params, name="params.yaml"):
@@ -147,6 +149,37 @@ def test_invalid_yaml_says_where(tmp_path):
     path.write_text("DATA:\n  INVENTORY_DATA_DIR: [unclosed\nMODEL: {}\n")
     with pytest.raises(ConfigError, match=r"not valid YAML at line \d+, column \d+"):
         load_params(path)
+
+
+def test_a_group_given_twice_is_refused_with_its_lines(tmp_path):
+    """Appending a second TRAINING group would silently reset TRAINING.SEED (YAML keeps the
+    last): the file is refused, as DVC refuses it, naming both lines."""
+    text = (REPO / "params.yaml").read_text() + "TRAINING:\n  NUM_EPOCHS: 1\n"
+    first = 1 + text.splitlines().index("TRAINING:")
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_params(path)
+    message = str(caught.value)
+    last = len(text.splitlines()) - 1
+    assert f"line {last}: TRAINING is given twice in one mapping (first at line {first})" in message
+    assert "Merge the two into one" in message
+
+
+def test_a_key_given_twice_is_refused_in_yaml_and_json(tmp_path):
+    (tmp_path / "params.yaml").write_text("MODEL:\n  MODEL_NAME: a\n  MODEL_NAME: b\n")
+    with pytest.raises(ConfigError, match="line 3: MODEL_NAME is given twice"):
+        load_params(tmp_path / "params.yaml")
+    (tmp_path / "config.json").write_text('{"MODEL": {"MODEL_NAME": "a", "MODEL_NAME": "b"}}')
+    with pytest.raises(ConfigError, match="MODEL_NAME is given twice in one object"):
+        load_params(tmp_path / "config.json")
+
+
+def test_keys_merged_in_by_an_alias_may_be_overridden(tmp_path):
+    """YAML's merge key (``<<: *base``) is meant to be overridden: that is no repetition."""
+    path = tmp_path / "params.yaml"
+    path.write_text("A: &a {X: 1, Y: 2}\nB:\n  <<: *a\n  X: 3\n")
+    assert read_params_file(path) == {"A": {"X": 1, "Y": 2}, "B": {"X": 3, "Y": 2}}
 
 
 def test_params_that_are_not_a_mapping(tmp_path):
