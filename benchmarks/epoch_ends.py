@@ -23,7 +23,8 @@ def main(params_file: str) -> None:
     from keras.src.callbacks.callback_list import CallbackList
 
     from kerapipe.config import load_params
-    from kerapipe.train import run_training
+    from kerapipe.context import RunContext
+    from kerapipe.steps.train import run_training
 
     spent: list[float] = []
     timed = CallbackList.on_epoch_end
@@ -35,7 +36,7 @@ def main(params_file: str) -> None:
 
     CallbackList.on_epoch_end = on_epoch_end
     start = time.perf_counter()
-    run_training(load_params(params_file))
+    run_training(RunContext.from_params(load_params(params_file)))
     total = time.perf_counter() - start
     later = statistics.median(spent[1:]) if len(spent) > 1 else float("nan")
     print(

@@ -6,9 +6,9 @@
 Builds deterministic synthetic data under benchmarks/_data/ (git- and DVC-ignored), runs each
 comparison several times with kerapipe and its baseline alternating, and prints a table of the
 median ratios against the targets of issue 5. Every kerapipe number comes from the real library
-(kerapipe.datasets via Task.dataset, kerapipe.inventory.run_inventory,
-kerapipe.predict.run_prediction, the `kerapipe` CLI and the train stage). TensorFlow runs only in
-worker subprocesses (``--worker``), one per measurement, so runs do not share state and peak
+(kerapipe.datasets via the task's data piece, kerapipe.steps.inventory.run_inventory,
+kerapipe.steps.predict.run_prediction, the `kerapipe` CLI and the train stage). TensorFlow runs
+only in worker subprocesses (``--worker``), one per measurement, so runs do not share state and peak
 memory is measured per process. See benchmarks/README.md for what each number means.
 """
 
@@ -58,6 +58,13 @@ COMMAND_TARGETS = {"digits": 0.8, "tree": 0.6}  # kerapipe's wall time / the scr
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def context(params):
+    """The run context of validated params, as a stage builds it (kerapipe/context.py)."""
+    from kerapipe.context import RunContext
+
+    return RunContext.from_params(params)
 
 
 def env() -> dict[str, str]:
@@ -171,15 +178,15 @@ def worker_fit(spec: dict) -> dict:
     from kerapipe.backend import steps_per_execution
     from kerapipe.config import validate_params
     from kerapipe.datasets import DatasetOptions
-    from kerapipe.inventory import scan_data
     from kerapipe.reproducibility import seed_everything
+    from kerapipe.steps.inventory import scan_data
     from kerapipe.tasks.base import get_task
 
     params = validate_params(spec["params"])
     steps = steps_per_execution(params.TRAINING.STEPS_PER_EXECUTION)
     root = spec["params"]["DATA"]["INVENTORY_DATA_DIR"]
     seed_everything(SEED)  # as the train stage does (op determinism is process-wide: all get it)
-    table = scan_data(params)
+    table = scan_data(context(params))
     options = DatasetOptions.from_params(params.TRAINING)
     task = get_task(params)
     by_hand = keras.utils.image_dataset_from_directory(
@@ -193,12 +200,15 @@ def worker_fit(spec: dict) -> dict:
     )
     cached = replace(options, cache="memory")
     contenders = {  # name: (data, steps_per_execution)
-        "kerapipe": (task.dataset(table, BATCH_SIZE, shuffle_seed=SEED, options=options), steps),
+        "kerapipe": (
+            task.data.dataset(table, BATCH_SIZE, shuffle_seed=SEED, options=options),
+            steps,
+        ),
         "image_dataset_from_directory": (by_hand, 1),
         "pydataset_pil": (pil_dataset(root), 1),
         # Informational: TRAINING.CACHE: memory (decoded once, in the warm-up).
         "kerapipe_cache_memory": (
-            task.dataset(table, BATCH_SIZE, shuffle_seed=SEED, options=cached),
+            task.data.dataset(table, BATCH_SIZE, shuffle_seed=SEED, options=cached),
             steps,
         ),
     }
@@ -244,25 +254,25 @@ def worker_remote_fit(spec: dict) -> dict:
     from kerapipe.backend import steps_per_execution
     from kerapipe.config import validate_params
     from kerapipe.datasets import DatasetOptions
-    from kerapipe.inventory import scan_data
     from kerapipe.reproducibility import seed_everything
     from kerapipe.sources import source_of
+    from kerapipe.steps.inventory import scan_data
     from kerapipe.tasks.base import get_task
-    from kerapipe.train import local_files
+    from kerapipe.training.inputs import local_files
 
     seed_everything(SEED)
     tables, contenders = {}, {}
     for name in ("local", "s3"):
         params = validate_params(spec[name])
         task = get_task(params)
-        tables[name] = scan_data(params)
+        tables[name] = scan_data(context(params))
         if name == "s3":
             start = time.perf_counter()
             source = source_of(params.DATA, "INVENTORY_DATA_DIR")
-            tables[name] = local_files(task, tables[name], source)
+            tables[name] = local_files(task.layout.file_columns, tables[name], source)
             fetch = time.perf_counter() - start
         options = DatasetOptions.from_params(params.TRAINING)
-        data = task.dataset(tables[name], BATCH_SIZE, shuffle_seed=SEED, options=options)
+        data = task.data.dataset(tables[name], BATCH_SIZE, shuffle_seed=SEED, options=options)
         steps = steps_per_execution(params.TRAINING.STEPS_PER_EXECUTION)
         contenders[f"kerapipe_{name}"] = (data, steps)
     count = len(tables["local"])
@@ -277,16 +287,16 @@ def worker_backend_fit(spec: dict) -> dict:
     from kerapipe.backend import steps_per_execution
     from kerapipe.config import validate_params
     from kerapipe.datasets import DatasetOptions
-    from kerapipe.inventory import scan_data
     from kerapipe.reproducibility import seed_everything
+    from kerapipe.steps.inventory import scan_data
     from kerapipe.tasks.base import get_task
 
     params = validate_params(spec["params"])
     steps = steps_per_execution(params.TRAINING.STEPS_PER_EXECUTION)
     seed_everything(SEED)
-    table = scan_data(params)
+    table = scan_data(context(params))
     options = DatasetOptions.from_params(params.TRAINING)
-    data = get_task(params).dataset(table, BATCH_SIZE, shuffle_seed=SEED, options=options)
+    data = get_task(params).data.dataset(table, BATCH_SIZE, shuffle_seed=SEED, options=options)
     rates = fit_rates({spec["backend"]: (data, steps)}, len(table), spec["rounds"])
     return {"rates": rates[spec["backend"]], "images": len(table)}
 
@@ -359,7 +369,7 @@ def worker_predict(spec: dict) -> dict:
 
     from kerapipe.artifacts import ModelPaths, save_model
     from kerapipe.config import validate_params
-    from kerapipe.predict import run_prediction
+    from kerapipe.steps.predict import run_prediction
 
     params = validate_params(spec["params"])
     keras.utils.set_random_seed(SEED)
@@ -370,7 +380,7 @@ def worker_predict(spec: dict) -> dict:
     out_dir = Path(params.DATA.PREDICTION_OUTPUT_DIR)
 
     def kerapipe_predict() -> int:
-        return run_prediction(params).rows
+        return run_prediction(context(params)).rows
 
     def by_hand() -> int:
         files = sorted(
@@ -423,11 +433,11 @@ def worker_input(spec: dict) -> dict:
 
     from kerapipe.config import validate_params
     from kerapipe.datasets import DatasetOptions
-    from kerapipe.inventory import scan_data
+    from kerapipe.steps.inventory import scan_data
     from kerapipe.tasks.base import get_task
 
     params = validate_params(spec["params"])
-    table = scan_data(params)
+    table = scan_data(context(params))
     task = get_task(params)
     files = list(table.filepath)
     for path in files:  # both start with the JPEGs in the page cache
@@ -437,7 +447,7 @@ def worker_input(spec: dict) -> dict:
 
     def kerapipe_data(folder: Path):
         options = replace(DatasetOptions.from_params(params.TRAINING), cache_dir=str(folder))
-        return task.dataset(table, BATCH_SIZE, shuffle_seed=SEED, options=options)
+        return task.data.dataset(table, BATCH_SIZE, shuffle_seed=SEED, options=options)
 
     def baseline_data(folder: Path):
         def load(path, label):
@@ -780,7 +790,7 @@ def bench_inventory(sizes: dict, data: Path, work: Path) -> list[Row]:
     from PIL import Image
 
     from kerapipe.config import validate_params
-    from kerapipe.inventory import run_inventory
+    from kerapipe.steps.inventory import run_inventory
 
     listing = params_for(data, work / "inventory")
     listing["INVENTORY"]["CHECK_IMAGES"] = "names"
@@ -801,14 +811,14 @@ def bench_inventory(sizes: dict, data: Path, work: Path) -> list[Row]:
     for title, contenders, repeats, target in (
         (
             f"inventory of {sizes['inventory']:,} files vs bare os.walk (s), CHECK_IMAGES: names",
-            (("baseline", bare_walk), ("kerapipe", lambda: run_inventory(names_only))),
+            (("baseline", bare_walk), ("kerapipe", lambda: run_inventory(context(names_only)))),
             sizes["repeats"] + 2,
             3.0,
         ),
         (
             f"inventory with CHECK_IMAGES: decode, {sizes['inventory']:,} files, vs a "
             "Pillow open+load loop (s)",
-            (("baseline", pillow_loop), ("kerapipe", lambda: run_inventory(decode))),
+            (("baseline", pillow_loop), ("kerapipe", lambda: run_inventory(context(decode)))),
             max(2, sizes["repeats"] // 2 + 1),
             1.25,  # the same Pillow work, plus the listing, the split and the CSV
         ),
@@ -874,12 +884,12 @@ def bench_startup(sizes: dict, sample_params: Path) -> list[Row]:
 
 def bench_memory(sizes: dict, small: Path, large: Path, work: Path) -> list[Row]:
     from kerapipe.config import validate_params
-    from kerapipe.inventory import run_inventory
+    from kerapipe.steps.inventory import run_inventory
 
     peaks = {}
     for name, data in (("small", small), ("large", large)):
         params = params_for(data, work / f"memory_{name}", NUM_EPOCHS=1)
-        run_inventory(validate_params(params))
+        run_inventory(context(validate_params(params)))
         path = write_params(work / f"memory_{name}" / "params.yaml", params)
         args = [sys.executable, "-m", "kerapipe.cli", "train", "--params", str(path)]
         _, peaks[name] = timed_child(args, cwd=path.parent)
@@ -936,7 +946,7 @@ def bench_command(sizes: dict, digits: Path, tree: Path, work: Path, mode: str) 
     to back, the order swapped every pair; the ratio is the median of the pairs' ratios."""
     from kerapipe.config import validate_params
     from kerapipe.images import is_image_name
-    from kerapipe.inventory import run_inventory
+    from kerapipe.steps.inventory import run_inventory
 
     default = yaml_load(REPO / "params.yaml")
     digits_model = default["MODEL"]["MODEL_PARAMS"]
@@ -952,7 +962,7 @@ def bench_command(sizes: dict, digits: Path, tree: Path, work: Path, mode: str) 
         params["MODEL"]["MODEL_PARAMS"] = model
         if task_params:
             params["PIPELINE"]["TASK_PARAMS"] = task_params
-        run_inventory(validate_params(params))
+        run_inventory(context(validate_params(params)))
         path = write_params(folder / "params.yaml", params)
         height, width, channels = model["INPUT_SHAPE"]
         simple_cnn = {"FILTERS": [32, 64], "DENSE_UNITS": 128, "DROPOUT": 0.3, **model}

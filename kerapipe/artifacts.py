@@ -23,7 +23,7 @@ from kerapipe.sources import DataSource, source_of
 if TYPE_CHECKING:
     import keras
 
-    from kerapipe.tasks.base import Task
+    from kerapipe.tasks.base import TaskLayout
 
 
 @dataclass(frozen=True)
@@ -115,11 +115,12 @@ def read_run_info(paths: ModelPaths) -> dict:
     return info if isinstance(info, dict) else {}
 
 
-def check_model_matches(paths: ModelPaths, params: Params, task: Task) -> None:
+def check_model_matches(paths: ModelPaths, current: dict, layout: TaskLayout) -> None:
     """Refuse to predict with a model trained for other classes, targets or input shape than
-    the params say (its outputs would be read with the wrong names), as its run_info.json
-    records them; what the params leave out (classes found in the data folder, a derived
-    ``NUM_CLASSES``) is taken from that record. A model without one (trained elsewhere) is
+    the params say (``current``: ``fingerprints.prediction_settings_of`` the params; its
+    outputs would be read with the wrong names), as its run_info.json records them; what the
+    params leave out (classes found in the data folder, a derived ``NUM_CLASSES``) is taken
+    from that record (``layout`` adopts it). A model without one (trained elsewhere) is
     checked by shape when loaded."""
     from kerapipe import fingerprints
 
@@ -128,18 +129,14 @@ def check_model_matches(paths: ModelPaths, params: Params, task: Task) -> None:
     if not recorded:
         return
     outputs = info.get("outputs") or {}
-    task.adopt_layout(outputs)
-    current = fingerprints.settings(params, fingerprints.PREDICTION_KEYS, [])
-    current = {
-        k: v for k, v in current.items() if k.rsplit(".", 1)[-1] not in task.display_only_params
-    }
+    layout.adopt(outputs)
     recorded = fingerprints.prediction_settings(recorded)
     both = recorded.keys() & current.keys()  # a key left out is resolved from the record
     recorded = {k: recorded[k] for k in both}
     current = {k: current[k] for k in both}
     if outputs.get("outputs") is not None:
         recorded["outputs"] = outputs["outputs"]
-        current["outputs"] = task.output_names
+        current["outputs"] = layout.output_names
     if recorded != current:
         raise ModelError(
             f"{paths.model} was trained for other classes, targets or inputs than these params "

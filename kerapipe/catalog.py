@@ -189,7 +189,7 @@ FSSPEC_SOURCES = [
 for _name, _class, _package, _summary in FSSPEC_SOURCES:
     SOURCES.register(
         _name,
-        f"kerapipe.sources:{_class}",
+        f"kerapipe.remote_sources:{_class}",
         summary=_summary + (f" (needs {_package})" if _package else ""),
         requires=[_package] if _package else [],
     )

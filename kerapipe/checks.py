@@ -15,12 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kerapipe.config import FOLDER_SOURCES, Params, load_params
 from kerapipe.errors import ConfigError, KerapipeError
 from kerapipe.param_messages import summarise_problems
 from kerapipe.registry import suggest
+
+if TYPE_CHECKING:
+    from kerapipe.models.base import ModelBuilder
+    from kerapipe.tasks.base import Task
 
 
 def load_checked_params(path: str | Path) -> Params:
@@ -30,25 +34,38 @@ def load_checked_params(path: str | Path) -> Params:
 
 def check_params(params: Params, source: str = "params") -> Params:
     """Run every component's own checks; raise one ConfigError listing all problems."""
-    problems = _problems(
-        [_check_sources, _check_task, _check_model, _check_augmentations],
-        params,
-    )
-    if not problems:  # the cross-checks need each part valid on its own
-        problems = _problems([_check_task_and_model, _check_keras_components], params)
-    if problems:
-        raise ConfigError(summarise_problems(source, problems))
+    checked_parts(params, source)
     return params
 
 
-def _problems(checks: list[Callable[[Params], None]], params: Params) -> list[str]:
-    found = []
-    for check in checks:
-        try:
-            check(params)
-        except KerapipeError as err:
-            found.append(str(err))
-    return found
+def checked_parts(params: Params, source: str = "params") -> tuple[Task, ModelBuilder]:
+    """The task and the model builder of ``params``, each built once and checked with
+    every other component; one ConfigError listing all problems found."""
+    from kerapipe.models.base import model_builder
+    from kerapipe.tasks.base import get_task
+
+    problems: list[str] = []
+    task = _attempt(lambda: get_task(params), problems)
+    builder = _attempt(lambda: model_builder(params), problems)
+    if builder is not None:
+        _attempt(builder.check_files, problems)
+    _attempt(lambda: _check_sources(params), problems)
+    _attempt(lambda: _check_augmentations(params), problems)
+    if not problems:  # the cross-checks need each part valid on its own
+        _attempt(lambda: _check_task_and_model(params, task, builder), problems)
+        _attempt(lambda: _check_keras_components(params, task), problems)
+    if problems:
+        raise ConfigError(summarise_problems(source, problems))
+    return task, builder
+
+
+def _attempt(check: Callable[[], Any], problems: list[str]) -> Any:
+    """``check()``, or None with its error added to ``problems``."""
+    try:
+        return check()
+    except KerapipeError as err:
+        problems.append(str(err))
+        return None
 
 
 def _check_sources(params: Params) -> None:
@@ -73,34 +90,19 @@ def _check_sources(params: Params) -> None:
         raise ConfigError("\n  - ".join(problems))
 
 
-def _check_task(params: Params) -> None:
-    from kerapipe.tasks.base import get_task
-
-    get_task(params)
-
-
-def _check_model(params: Params) -> None:
-    from kerapipe.models.base import model_builder
-
-    model_builder(params).check_files()
-
-
 def _check_augmentations(params: Params) -> None:
     from kerapipe.augmentations import build_augmentations
 
     build_augmentations(params.TRAINING.AUGMENTATIONS)
 
 
-def _check_task_and_model(params: Params) -> None:
-    from kerapipe.models.base import model_builder
-    from kerapipe.tasks.base import get_task
-
-    task = get_task(params)
-    task.check_model_params(model_builder(params).params)
-    task.check_training_params()
+def _check_task_and_model(params: Params, task: Task, builder: ModelBuilder) -> None:
+    task.layout.check_num_classes(builder.params.NUM_CLASSES)
+    task.head.check_model(params.MODEL.MODEL_NAME, builder.spatial_output)
+    task.data.check_class_weight(params.TRAINING.CLASS_WEIGHT)
 
 
-def _check_keras_components(params: Params) -> None:
+def _check_keras_components(params: Params, task: Task) -> None:
     """Build every Keras component as training will, and check each callback's monitor."""
     _check_learning_rate(params.MODEL.OPTIMIZER_PARAMS.get("LEARNING_RATE"))
     if not needs_keras(params):
@@ -109,18 +111,13 @@ def _check_keras_components(params: Params) -> None:
 
     import_tensorflow()
     from kerapipe import components
-    from kerapipe.tasks.base import get_task
 
-    task = get_task(params)
-    problems = _problems(
-        [
-            lambda p: components.build_loss(p, task),
-            components.build_optimizer,
-            components.build_callbacks,
-            lambda p: check_monitors(p, components.logged_names(p, task)),
-        ],
-        params,
-    )
+    model, head = params.MODEL, task.head
+    problems: list[str] = []
+    _attempt(lambda: components.build_loss(model, head), problems)
+    _attempt(lambda: components.build_optimizer(model), problems)
+    _attempt(lambda: components.build_callbacks(params.TRAINING.CALLBACKS), problems)
+    _attempt(lambda: check_monitors(params, components.logged_names(model, head)), problems)
     if problems:
         raise ConfigError("\n  - ".join(problems))
 

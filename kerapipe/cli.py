@@ -9,6 +9,7 @@ formats start fast and stages print only kerapipe's and Keras' own output.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import logging
 import os
@@ -23,56 +24,67 @@ if TYPE_CHECKING:
     from kerapipe.config import Params
 
 log = logging.getLogger("kerapipe")
+# What Ctrl-C leaves, by command: one line, no traceback.
+_RESUME = (
+    "The checkpoints of the epochs completed are kept: rerun with TRAINING.LOAD_CHECKPOINT: "
+    "true to continue after the last one."
+)
+INTERRUPTED = {
+    "train": _RESUME,
+    "run": _RESUME,
+    "": "Files are written whole or not at all: nothing half-written was left.",
+}
 
 
 def cmd_inventory(args: argparse.Namespace) -> None:
-    from kerapipe.inventory import run_inventory
+    from kerapipe.steps.inventory import run_inventory
 
-    run_inventory(_params(args))
+    run_inventory(_context(_params(args)))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     params = _backend_params(args, launch=True)
-    from kerapipe.train import run_training
+    from kerapipe.steps.train import run_training
 
-    run_training(params)
+    run_training(_context(params))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from kerapipe.export import EXPORT_BACKEND, run_export
+    from kerapipe.exporters import EXPORT_BACKEND
+    from kerapipe.steps.export import run_export
 
     params = _params(args, EXPORT_BACKEND)
     if params.DATA.EXPORT.FORMATS:  # none (the default): empty outputs, no TensorFlow
         _start_backend(params)
-    run_export(params)
+    run_export(_context(params))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
     params = _backend_params(args)
-    from kerapipe.predict import run_prediction
+    from kerapipe.steps.predict import run_prediction
 
-    run_prediction(params)
+    run_prediction(_context(params))
 
 
 def cmd_run(args: argparse.Namespace) -> None:
     params = _backend_params(args)
-    from kerapipe.pipeline import run_pipeline
+    from kerapipe.steps.pipeline import run_pipeline
 
-    run_pipeline(params)
+    run_pipeline(_context(params))
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    from kerapipe.pipeline import validate_pipeline, write_stamp
+    from kerapipe.steps.validate import validate_pipeline, write_stamp
 
-    print(validate_pipeline(_params(args)))
+    print(validate_pipeline(_context(_params(args))))
     if args.stamp:
         write_stamp(args.stamp)
 
 
 def cmd_components(args: argparse.Namespace) -> None:
-    from kerapipe.pipeline import describe_components
+    from kerapipe.registry import describe_all
 
-    print(describe_components())
+    print(describe_all())
 
 
 def cmd_schema(args: argparse.Namespace) -> None:
@@ -154,6 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KerapipeError as err:
         print(f"kerapipe {args.command}: error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        after = INTERRUPTED.get(args.command, INTERRUPTED[""])
+        print(f"\nkerapipe {args.command}: interrupted. {after}", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # the reader went away (`kerapipe components | head`): not an error
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the exit's own flush does not fail again
@@ -161,27 +177,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def run() -> None:
-    """The ``kerapipe`` command: ``main``, then an exit that skips tearing the interpreter
-    down (``exit_now``)."""
-    exit_now(main())
+def run(argv: Sequence[str] | None = None) -> None:
+    """The ``kerapipe`` command (and the DVC stages): ``main``, then an exit that skips
+    tearing the interpreter down (``exit_without_teardown``)."""
+    atexit.register(exit_without_teardown)  # first registered: it runs after every other
+    try:
+        code = main(argv)
+    except SystemExit as exit:  # argparse's --help, --version and usage errors
+        code = exit.code if isinstance(exit.code, int) else 0 if exit.code is None else 1
+    _exit_code.append(code)
+    sys.exit(code)
 
 
-def exit_now(code: int) -> None:
-    """Exit with ``code`` once everything is written, without Python's teardown of every
-    module: after a training run, TensorFlow's objects take a second or more to free, work
-    that the end of the process does anyway. Threads are joined and ``atexit`` handlers run
-    first (logging flushes, temporary folders go, JAX leaves its distributed service), as at
-    a normal exit."""
-    import atexit
-    import threading
+_exit_code: list[int] = []
 
-    threading._shutdown()  # what a normal exit does first: join the non-daemon threads
-    atexit._run_exitfuncs()
+
+def exit_without_teardown() -> None:
+    """The last exit handler: once Python has joined the threads and run every other exit
+    handler (logging flushes, temporary folders go, JAX leaves its distributed service),
+    end the process without its teardown of every module. After a training run,
+    TensorFlow's objects take a second or more to free, and DVC's git objects print
+    "Exception ignored" lines when freed after Ctrl-C: work the end of the process does
+    anyway."""
+    logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a reader gone, a stream closed
             stream.flush()
-    os._exit(code)
+    os._exit(_exit_code[-1] if _exit_code else 1)
 
 
 def _launch_if_asked(args: argparse.Namespace) -> None:
@@ -201,6 +223,13 @@ def _launch_if_asked(args: argparse.Namespace) -> None:
     if code:
         raise KerapipeError(f"the training processes ended with status {code} (see above).")
     raise SystemExit(0)
+
+
+def _context(params: Params):
+    """The run context of ``params``: every check run once (kerapipe/context.py)."""
+    from kerapipe.context import RunContext
+
+    return RunContext.from_params(params)
 
 
 def _params(args: argparse.Namespace, backend: str | None = None):

@@ -12,7 +12,7 @@ from typing import Any
 
 import keras
 
-from kerapipe.config import Params
+from kerapipe.config import CallbackSpec, ModelParams
 from kerapipe.errors import ConfigError
 from kerapipe.registry import (
     CALLBACKS,
@@ -23,7 +23,7 @@ from kerapipe.registry import (
     Registry,
     suggest,
 )
-from kerapipe.tasks.base import Task
+from kerapipe.tasks.base import TaskHead
 
 
 def sparse_accuracy(name: str = "accuracy", dtype: Any = None) -> keras.metrics.Metric:
@@ -125,22 +125,22 @@ def build(
         raise ConfigError(f"{key}: {registry.kind} {name!r} rejected {params}: {err}") from None
 
 
-def build_loss(params: Params, task: Task) -> Any:
+def build_loss(model: ModelParams, head: TaskHead) -> Any:
     """``MODEL.LOSS_NAME`` with its params, or the task's default loss."""
-    name = params.MODEL.LOSS_NAME or task.default_loss
-    return build(LOSSES, name, params.MODEL.LOSS_PARAMS, "MODEL.LOSS_PARAMS")
+    name = model.LOSS_NAME or head.default_loss
+    return build(LOSSES, name, model.LOSS_PARAMS, "MODEL.LOSS_PARAMS")
 
 
-def build_optimizer(params: Params) -> keras.optimizers.Optimizer:
+def build_optimizer(model: ModelParams) -> keras.optimizers.Optimizer:
     """The optimizer; ``LEARNING_RATE`` is a number or ``{SCHEDULE_NAME, SCHEDULE_PARAMS}``."""
     key = "MODEL.OPTIMIZER_PARAMS"
-    arguments = dict(params.MODEL.OPTIMIZER_PARAMS)
+    arguments = dict(model.OPTIMIZER_PARAMS)
     if "LEARNING_RATE" in arguments:
         rate = arguments.pop("LEARNING_RATE")
         if isinstance(rate, dict):
             rate = build_schedule(rate, f"{key}.LEARNING_RATE")
         arguments["learning_rate"] = rate
-    return build(OPTIMIZERS, params.MODEL.OPTIMIZER_NAME, arguments, key, ("LEARNING_RATE",))
+    return build(OPTIMIZERS, model.OPTIMIZER_NAME, arguments, key, ("LEARNING_RATE",))
 
 
 def build_schedule(
@@ -175,23 +175,23 @@ def epoch_schedule(
     return keras.callbacks.LearningRateScheduler(lambda epoch: float(schedule(epoch)), verbose)
 
 
-def build_metrics(params: Params, task: Task) -> list[Any]:
+def build_metrics(model: ModelParams, head: TaskHead) -> list[Any]:
     """``MODEL.METRICS``, or the task's default metrics when the key is absent."""
-    if params.MODEL.METRICS is None:
-        return [build(METRICS, name, {}, "MODEL.METRICS") for name in task.default_metrics]
+    if model.METRICS is None:
+        return [build(METRICS, name, {}, "MODEL.METRICS") for name in head.default_metrics]
     return [
         build(METRICS, spec.METRIC_NAME, spec.METRIC_PARAMS, f"MODEL.METRICS.{i}.METRIC_PARAMS")
-        for i, spec in enumerate(params.MODEL.METRICS)
+        for i, spec in enumerate(model.METRICS)
     ]
 
 
-def logged_names(params: Params, task: Task) -> list[str]:
+def logged_names(model: ModelParams, head: TaskHead) -> list[str]:
     """What ``fit`` logs each epoch: the loss and every metric, then the same for validation."""
-    names = ["loss", *(metric.name for metric in build_metrics(params, task))]
+    names = ["loss", *(metric.name for metric in build_metrics(model, head))]
     return names + [f"val_{name}" for name in names]
 
 
-def build_callbacks(params: Params) -> list[keras.callbacks.Callback]:
+def build_callbacks(specs: list[CallbackSpec]) -> list[keras.callbacks.Callback]:
     return [
         build(
             CALLBACKS,
@@ -199,5 +199,5 @@ def build_callbacks(params: Params) -> list[keras.callbacks.Callback]:
             spec.CALLBACK_PARAMS,
             f"TRAINING.CALLBACKS.{i}.CALLBACK_PARAMS",
         )
-        for i, spec in enumerate(params.TRAINING.CALLBACKS)
+        for i, spec in enumerate(specs)
     ]

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerapipe.images import ImageInfo, probe_images
+from kerapipe.image_probe import ImageInfo, probe_images
 from kerapipe.remote_cache import GB, RemoteCache, _write, cache_folder
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@
   ``jax.distributed`` finds Slurm (``srun``) and Open MPI (``mpirun``) by itself. Each process
   decodes only its slice of every global batch (``Shard``, kerapipe/datasets.py) and feeds
   it to its own devices; process 0 writes the outputs, the others compute beside it
-  (kerapipe/train.py).
+  (kerapipe/steps/train.py).
 """
 
 from __future__ import annotations
@@ -81,10 +81,9 @@ class Distribution:
         process 0's saving and evaluation, which can outlast JAX's own shutdown wait."""
         if not self.multi_process:
             return
-        from jax._src import distributed  # the coordination service's barrier, with a timeout
+        from kerapipe.upstream import jax_barrier
 
-        client = distributed.global_state.client
-        client.wait_at_barrier("kerapipe-train-end", timeout_in_ms=int(hours * 3_600_000))
+        jax_barrier("kerapipe-train-end", int(hours * 3_600_000))
 
     @contextlib.contextmanager
     def paused(self):

@@ -89,6 +89,12 @@ def checkpoint_settings(weights: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in weights.items() if k != "TRAINING.NUM_EPOCHS"}
 
 
+def prediction_settings_of(params: Params, display_only: Iterable[str] = ()) -> dict[str, Any]:
+    """The settings of ``params`` that a model's outputs are read with (to compare with
+    ``prediction_settings`` of what the model recorded)."""
+    return settings(params, PREDICTION_KEYS, _task_keys(display_only))
+
+
 def prediction_settings(weights: dict[str, Any]) -> dict[str, Any]:
     """The part of a model's settings that its outputs are read with."""
     return {k: v for k, v in weights.items() if any(_under(k, p) for p in PREDICTION_KEYS)}

@@ -189,3 +189,17 @@ register_source = SOURCES.register
 register_task = TASKS.register
 register_schedule = SCHEDULES.register
 register_augmentation = AUGMENTATIONS.register
+
+
+def describe_all() -> str:
+    """Every registered name by kind, with a summary (``kerapipe components``); models also
+    list their MODEL_PARAMS."""
+    lines = []
+    for kind, registry in ALL.items():
+        lines.append(f"{kind}:")
+        for entry in registry:
+            lines.append(f"  {entry.name:<40} {entry.summary}".rstrip())
+            if registry is MODELS:
+                for key, default in MODELS.get(entry.name).describe().items():
+                    lines.append(f"      {key} = {default}")
+    return "\n".join(lines)

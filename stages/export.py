@@ -2,7 +2,7 @@
 
 import sys
 
-from kerapipe.cli import main
+from kerapipe.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main(["export", *sys.argv[1:]]))
+    run(["export", *sys.argv[1:]])

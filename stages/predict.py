@@ -2,7 +2,7 @@
 
 import sys
 
-from kerapipe.cli import main
+from kerapipe.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main(["predict", *sys.argv[1:]]))
+    run(["predict", *sys.argv[1:]])

@@ -1,8 +1,8 @@
-"""DVC stage 'validate': `python stages/validate.py --stamp PATH [--params params.yaml]`."""
+"""DVC stage 'validate': `python stages/validate.py [--params params.yaml]`."""
 
 import sys
 
-from kerapipe.cli import main
+from kerapipe.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main(["validate", *sys.argv[1:]]))
+    run(["validate", *sys.argv[1:]])

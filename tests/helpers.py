@@ -124,19 +124,28 @@ def train_project(root: Path, params: dict, predict: bool = False) -> Path:
     import yaml
 
     from kerapipe.checks import load_checked_params
-    from kerapipe.inventory import run_inventory
-    from kerapipe.predict import run_prediction
-    from kerapipe.train import run_training
+    from kerapipe.steps.inventory import run_inventory
+    from kerapipe.steps.predict import run_prediction
+    from kerapipe.steps.train import run_training
 
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     cwd = os.getcwd()
     os.chdir(root)
     try:
         checked = load_checked_params("params.yaml")
-        run_inventory(checked)
-        run_training(checked)
+        run_inventory(context(checked))
+        run_training(context(checked))
         if predict:
-            run_prediction(checked)
+            run_prediction(context(checked))
     finally:
         os.chdir(cwd)
     return root
+
+
+def context(params):
+    """The run context of ``params`` (validated Params, or a params file's path), as a stage
+    builds it: every check run first."""
+    from kerapipe.config import Params, load_params
+    from kerapipe.context import RunContext
+
+    return RunContext.from_params(params if isinstance(params, Params) else load_params(params))

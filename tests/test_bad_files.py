@@ -17,10 +17,10 @@ from PIL import Image
 
 from kerapipe.config import load_params
 from kerapipe.errors import DataError
-from kerapipe.inventory import run_inventory
-from kerapipe.predict import run_prediction
-from kerapipe.train import run_training
-from tests.helpers import BIN, REPO, run
+from kerapipe.steps.inventory import run_inventory
+from kerapipe.steps.predict import run_prediction
+from kerapipe.steps.train import run_training
+from tests.helpers import BIN, REPO, context, run
 
 GOOD = 12  # digits copied into the prediction folders
 
@@ -85,8 +85,8 @@ def workspace(tmp_path_factory, digits) -> Workspace:
     (data / "five" / "notes.txt").write_text("scanned in 1998")
     space = Workspace(root, digits)
     params = load_params(space.params("default", **{"DATA.INVENTORY_DATA_DIR": str(data)}))
-    space.inventory = in_folder(root, lambda: run_inventory(params))
-    space.training = in_folder(root, lambda: run_training(params))
+    space.inventory = in_folder(root, lambda: run_inventory(context(params)))
+    space.training = in_folder(root, lambda: run_training(context(params)))
     space.data = data
     return space
 
@@ -115,9 +115,9 @@ def test_names_only_check_then_an_unreadable_header_stops_training_before_any_ep
         },
     )
     params = load_params(path)
-    assert in_folder(workspace.root, lambda: run_inventory(params)).rows == 1619
+    assert in_folder(workspace.root, lambda: run_inventory(context(params))).rows == 1619
     with pytest.raises(DataError) as err:
-        in_folder(workspace.root, lambda: run_training(params))
+        in_folder(workspace.root, lambda: run_training(context(params)))
     message = str(err.value)
     assert "1 image(s) in the inventory cannot be decoded: " in message
     assert "one/fake.png (not an image" in message
@@ -148,9 +148,9 @@ def test_names_only_check_then_a_truncated_image_is_named_when_its_decode_fails(
         },
     )
     params = load_params(path)
-    in_folder(workspace.root, lambda: run_inventory(params))
+    in_folder(workspace.root, lambda: run_inventory(context(params)))
     with pytest.raises(DataError, match=r"1 image\(s\) in the inventory cannot be decoded: .*"):
-        in_folder(workspace.root, lambda: run_training(params))
+        in_folder(workspace.root, lambda: run_training(context(params)))
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +221,7 @@ def test_predict_gives_every_image_a_row_and_names_the_bad_ones(workspace, predi
     assert (bad.class_name == "").all() and (bad.label == "").all()
     assert (bad.filter(like="prob_") == "").all().all()
 
-    clean_result = in_folder(workspace.root, lambda: run_prediction(load_params(clean_params)))
+    clean_result = in_folder(workspace.root, lambda: run_prediction(context(clean_params)))
     expected = pd.read_csv(clean_result.csv_path, dtype=str, keep_default_na=False)
     good = pd.read_csv(Path(str(mixed) + "_out") / "predictions.csv", dtype=str)
     good = good[good.status == "ok"].reset_index(drop=True)
@@ -234,7 +234,7 @@ def test_prediction_dataset_can_drop_undecodable_images_and_keep_the_order(predi
     import tensorflow as tf
 
     from kerapipe.datasets import prediction_dataset
-    from kerapipe.images import probe_images
+    from kerapipe.image_probe import probe_images
 
     _, mixed = prediction_folders
     paths = sorted(str(p) for p in mixed.rglob("*") if p.suffix != ".txt" and p.name != "sub")

@@ -16,10 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kerapipe.config import load_params
-from kerapipe.inventory import run_inventory
-from kerapipe.train import run_training
-from tests.helpers import BIN, kill, run, start
+from kerapipe.steps.inventory import run_inventory
+from kerapipe.steps.train import run_training
+from tests.helpers import BIN, context, kill, run, start
 
 pytestmark = pytest.mark.e2e
 
@@ -30,9 +29,9 @@ def variables(model: keras.Model) -> list[np.ndarray]:
 
 def test_background_checkpoints_hold_the_model_of_their_epoch(make_params, tmp_path, caplog):
     _, path = make_params({"TRAINING.NUM_EPOCHS": 3})
-    run_inventory(load_params(path))
-    caplog.set_level(logging.DEBUG, logger="kerapipe.checkpoints")
-    run_training(load_params(path))
+    run_inventory(context(path))
+    caplog.set_level(logging.DEBUG, logger="kerapipe.training.checkpoints")
+    run_training(context(path))
     assert "written in the background" in caplog.text  # not the training-thread fallback
     run_dir = tmp_path / "models" / "digits_cnn"
     folder = run_dir / "checkpoints"
@@ -77,7 +76,7 @@ def wait_for_temporary(folder, process, after_epoch: int, timeout: float = 300.0
 def test_sigkill_while_the_writer_is_mid_file_then_resume(make_params, tmp_path):
     epochs = 8
     _, path = make_params({"TRAINING.NUM_EPOCHS": epochs})
-    run_inventory(load_params(path))
+    run_inventory(context(path))
     run_dir = tmp_path / "models" / "digits_cnn"
     folder = run_dir / "checkpoints"
     command = [str(BIN / "kerapipe"), "train", "--params", str(path)]
@@ -125,8 +124,8 @@ sys.exit(main(sys.argv[1:]))
 
 def test_a_full_disk_met_by_the_writer_stops_the_run_with_one_clear_error(make_params, tmp_path):
     _, path = make_params({"TRAINING.NUM_EPOCHS": 1})
-    run_inventory(load_params(path))
-    run_training(load_params(path))
+    run_inventory(context(path))
+    run_training(context(path))
     folder = tmp_path / "models" / "digits_cnn" / "checkpoints"
     size = (folder / "epoch_0001.keras").stat().st_size
     callback = {"CALLBACK_NAME": "fill_the_disk", "CALLBACK_PARAMS": {"limit": size // 2}}

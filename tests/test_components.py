@@ -64,7 +64,7 @@ def test_learning_rate_maps_to_the_optimizer(default_params):
     params = params_with(
         default_params, "MODEL", OPTIMIZER_NAME="rmsprop", OPTIMIZER_PARAMS={"LEARNING_RATE": 0.05}
     )
-    optimizer = build_optimizer(params)
+    optimizer = build_optimizer(params.MODEL)
     assert isinstance(optimizer, keras.optimizers.RMSprop)
     assert float(optimizer.learning_rate) == pytest.approx(0.05)
 
@@ -75,7 +75,7 @@ def test_learning_rate_schedule_by_name(default_params):
         "SCHEDULE_PARAMS": {"initial_learning_rate": 0.1, "decay_steps": 100},
     }
     params = params_with(default_params, "MODEL", OPTIMIZER_PARAMS={"LEARNING_RATE": schedule})
-    optimizer = build_optimizer(params)
+    optimizer = build_optimizer(params.MODEL)
     assert isinstance(optimizer._learning_rate, keras.optimizers.schedules.CosineDecay)
     assert float(optimizer._learning_rate(100)) == pytest.approx(0.0)
 
@@ -85,7 +85,7 @@ def test_unknown_schedule_is_named(default_params):
         default_params, "MODEL", OPTIMIZER_PARAMS={"LEARNING_RATE": {"SCHEDULE_NAME": "cosine"}}
     )
     with pytest.raises(ConfigError, match=r"LEARNING_RATE.SCHEDULE_NAME: .*cosine_decay"):
-        build_optimizer(params)
+        build_optimizer(params.MODEL)
 
 
 def test_callbacks_by_name(default_params):
@@ -109,7 +109,7 @@ def test_callbacks_by_name(default_params):
             },
         ],
     )
-    callbacks = build_callbacks(params)
+    callbacks = build_callbacks(params.TRAINING.CALLBACKS)
     kinds = [type(c).__name__ for c in callbacks]
     assert kinds == [
         "EarlyStopping",

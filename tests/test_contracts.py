@@ -162,11 +162,11 @@ def test_every_model_builds_and_trains_a_step_for_each_task_it_supports(model, t
         return
     check_params(params)
     the_task = get_task(params)
-    network = model_builder(params).build(the_task.head())
+    network = model_builder(params).build(the_task.head.output_head())
     network.compile(
         optimizer="adam",
-        loss=build_loss(params, the_task),
-        metrics=build_metrics(params, the_task),
+        loss=build_loss(params.MODEL, the_task.head),
+        metrics=build_metrics(params.MODEL, the_task.head),
         run_eagerly=True,  # one real step; tracing a large graph would cost far more
     )
     images, targets = batch(task, params.MODEL.MODEL_PARAMS["INPUT_SHAPE"])
@@ -184,7 +184,7 @@ def test_every_model_round_trips_each_format(model, model_format, tmp_path):
     from kerapipe.backend import _as_array
 
     params = validate_params(model_params(model, "classification"))
-    network = model_builder(params).build(get_task(params).head())
+    network = model_builder(params).build(get_task(params).head.output_head())
     images, _ = batch("classification", params.MODEL.MODEL_PARAMS["INPUT_SHAPE"], count=2)
     path = tmp_path / f"model.{model_format}"
     save_model(network, path, model_format)

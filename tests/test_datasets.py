@@ -200,7 +200,7 @@ def test_dataset_options_from_params_and_through_the_task(default_params, images
 
     paths, labels = images
     table = pd.DataFrame({"filepath": paths, "label": labels % 10})
-    x, y = next(iter(get_task(params).dataset(table, 4, shuffle_seed=1, options=options)))
+    x, y = next(iter(get_task(params).data.dataset(table, 4, shuffle_seed=1, options=options)))
     assert x.shape == (4, *SHAPE)
 
 
@@ -290,7 +290,7 @@ class _Terminal:
 def test_checking_many_files_shows_progress_only_on_a_terminal(monkeypatch, capsys):
     import time
 
-    from kerapipe.images import in_threads
+    from kerapipe.parallel import in_threads
 
     paths = [f"f{i}.png" for i in range(3000)]
 
@@ -313,8 +313,8 @@ def test_large_jpeg_is_decoded_at_a_reduced_scale_close_to_a_full_decode(tmp_pat
 
     from PIL import Image
 
-    from kerapipe.datasets import decode_image
-    from kerapipe.images import JPEG, probe_image
+    from kerapipe.decoding import decode_image
+    from kerapipe.image_probe import JPEG, probe_image
 
     ramp = np.linspace(0, 255, 400)
     pixels = np.stack(

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import REPO, tool_env
+from tests.helpers import REPO, context, tool_env
 
 tf = pytest.importorskip("tensorflow")
 
@@ -28,9 +28,10 @@ from kerapipe.config import load_params  # noqa: E402
 from kerapipe.datasets import DatasetOptions, image_dataset  # noqa: E402
 from kerapipe.decoded_cache import TRAILER, content_digests, decoded_cache  # noqa: E402
 from kerapipe.errors import DataError  # noqa: E402
-from kerapipe.inventory import run_inventory  # noqa: E402
 from kerapipe.registry import register_callback  # noqa: E402
-from kerapipe.train import files_gone, run_training  # noqa: E402
+from kerapipe.steps.inventory import run_inventory  # noqa: E402
+from kerapipe.steps.train import run_training  # noqa: E402
+from kerapipe.training.fit import files_gone  # noqa: E402
 
 SHAPE = (16, 16, 3)
 ENTRY = 16 * 16 * 3 + TRAILER
@@ -172,7 +173,7 @@ def test_header_probes_are_remembered_and_a_limit_still_refuses(tmp_path):
     """Probes come from the memo while a file is unchanged, and match a fresh probe; a
     file the memo knows is still refused when it is over a lower MAX_IMAGE_PIXELS, and a
     file that is not an image is named, memo or not."""
-    from kerapipe.images import probe_images
+    from kerapipe.image_probe import probe_images
 
     images = write_images(tmp_path / "images", 4)  # 20x30
     store = decoded_cache(tmp_path / "cache", 1.0)
@@ -306,9 +307,8 @@ def test_training_is_the_same_with_and_without_the_cache(make_params, tmp_path):
     and one in memory: identical. The reading run decodes nothing."""
     import keras
 
-    from kerapipe.config import load_params
-    from kerapipe.inventory import run_inventory
-    from kerapipe.train import run_training
+    from kerapipe.steps.inventory import run_inventory
+    from kerapipe.steps.train import run_training
 
     folder = tmp_path / "decoded"
     runs = {}
@@ -325,10 +325,10 @@ def test_training_is_the_same_with_and_without_the_cache(make_params, tmp_path):
         )
         params = load_params(path)
         if not runs:
-            run_inventory(params)
+            run_inventory(context(params))
         store = decoded_cache(folder, params.TRAINING.CACHE_MAX_GB)
         filled = store.filled
-        result = run_training(params)
+        result = run_training(context(params))
         model = keras.saving.load_model(result.model_path)
         runs[name] = (model.get_weights(), result.history, store.filled - filled)
     count = len(list((folder / "files").rglob("*.u8")))
@@ -345,10 +345,12 @@ def test_the_cached_read_has_no_stateful_op_so_the_map_stays_parallel(images, tm
     no stateful op: tf.data would run the map on one thread under op determinism."""
     from tensorflow.python.framework import op_def_registry
 
-    from kerapipe.datasets import _Files, _routes, decode_image, readable_images
+    from kerapipe.datasets import _routes, readable_images
+    from kerapipe.decoding import decode_image
+    from kerapipe.file_columns import FileColumn
 
     routes, turns = _routes(readable_images(images))
-    column = _Files(
+    column = FileColumn(
         "image", SHAPE, images, (tf.constant(images), routes, turns),
         lambda path, route, turn: decode_image(path, SHAPE, route, turn),
     )  # fmt: skip
@@ -401,9 +403,9 @@ def test_files_deleted_under_a_running_training_stop_it_with_one_clear_error(
         "TRAINING.CALLBACKS": [callback],  # kept for the resume, which starts at epoch 1
     }
     _, path = make_params(changes, data_dir=data)
-    run_inventory(load_params(path))
+    run_inventory(context(path))
     with pytest.raises(DataError) as error:
-        run_training(load_params(path))
+        run_training(context(path))
     message = str(error.value)
     if deleted == "cache entries":
         assert f"the decoded image cache {cache} lost" in message
@@ -417,7 +419,7 @@ def test_files_deleted_under_a_running_training_stop_it_with_one_clear_error(
     assert json.loads((checkpoints / "state.json").read_text())["epoch"] == 1
 
     _, path = make_params({**changes, "TRAINING.LOAD_CHECKPOINT": True}, data_dir=data)
-    result = run_training(load_params(path))
+    result = run_training(context(path))
     assert result.initial_epoch == 1 and len(result.history["loss"]) == 1
 
 

@@ -24,12 +24,13 @@ from sklearn.utils.class_weight import compute_class_weight
 from kerapipe.checks import check_params
 from kerapipe.config import load_params, validate_params
 from kerapipe.errors import ConfigError, DataError, ModelError
-from kerapipe.inventory import count_data, read_inventory, run_inventory
-from kerapipe.predict import run_prediction
+from kerapipe.inventory_file import read_inventory
 from kerapipe.sample_data import CLASS_NAMES, write_digits
+from kerapipe.steps.inventory import count_data, run_inventory
+from kerapipe.steps.predict import run_prediction
+from kerapipe.steps.train import run_training
 from kerapipe.tasks.base import get_task
-from kerapipe.train import run_training
-from tests.helpers import REPO, train_project
+from tests.helpers import REPO, context, train_project
 
 SORTED = sorted(CLASS_NAMES)  # the classes as found: sub-folders, sorted (eight, five, ...)
 
@@ -98,13 +99,13 @@ def test_predict_reads_the_classes_from_the_model_and_refuses_other_names(traine
     params = yaml.safe_load((trained / "params.yaml").read_text())
     params["DATA"]["PREDICTION_OUTPUT_DIR"] = str(tmp_path / "out")
     params["PIPELINE"]["TASK_PARAMS"] = {"CLASS_NAMES": SORTED}
-    run_prediction(validate_params(copy.deepcopy(params)))
+    run_prediction(context(validate_params(copy.deepcopy(params))))
     again = pd.read_csv(tmp_path / "out/predictions.csv")
     assert again.equals(pd.read_csv(trained / "predictions/predictions.csv"))
 
     params["PIPELINE"]["TASK_PARAMS"] = {"CLASS_NAMES": CLASS_NAMES}  # zero, one, ...
     with pytest.raises(ModelError, match="trained for other classes") as err:
-        run_prediction(validate_params(params))
+        run_prediction(context(validate_params(params)))
     assert "outputs" in str(err.value)
 
 
@@ -125,18 +126,18 @@ def test_names_without_labels_are_labelled_in_order(default_params):
     default_params["PIPELINE"]["TASK_PARAMS"] = {"CLASS_NAMES": ["dog", "cat"]}
     del default_params["MODEL"]["MODEL_PARAMS"]["NUM_CLASSES"]
     task = get_task(check_params(validate_params(default_params)))
-    assert task.classes == {"dog": 0, "cat": 1} and task.head().units == 2
+    assert task.layout.classes == {"dog": 0, "cat": 1} and task.head.output_head().units == 2
 
 
 def test_a_found_class_count_above_num_classes_or_one_folder_is_refused(digits, tmp_path):
     params = digits_params(tmp_path, digits, **{"MODEL.MODEL_PARAMS.NUM_CLASSES": 4})
     with pytest.raises(ConfigError, match="has 10 classes .* set NUM_CLASSES to 10"):
-        count_data(check_params(validate_params(params)))  # what `kerapipe validate` runs
+        count_data(context(check_params(validate_params(params))))  # what `kerapipe validate` runs
     one = tmp_path / "one"
     shutil.copytree(digits / "train" / "three", one / "three")
     params = digits_params(tmp_path, digits, **{"DATA.INVENTORY_DATA_DIR": str(one)})
     with pytest.raises(DataError, match="holds 1 sub-folder"):
-        run_inventory(check_params(validate_params(params)))
+        run_inventory(context(check_params(validate_params(params))))
 
 
 # --- held-out scores -----------------------------------------------------------------------
@@ -169,13 +170,13 @@ def test_bad_label_files_are_named(trained, tmp_path):
     labels.write_text("filename,class_name\ndigit_0005.png,fiv\n")
     params["DATA"]["PREDICTION_LABELS"] = str(labels)
     with pytest.raises(DataError, match="fiv.*Did you mean 'five'"):
-        run_prediction(validate_params(copy.deepcopy(params)))
+        run_prediction(context(validate_params(copy.deepcopy(params))))
     labels.write_text("name,truth\ndigit_0005.png,five\n")
     with pytest.raises(DataError, match="needs the columns filename and class_name"):
-        run_prediction(validate_params(copy.deepcopy(params)))
+        run_prediction(context(validate_params(copy.deepcopy(params))))
     params["DATA"]["PREDICTION_LABELS"] = str(tmp_path / "missing.csv")
     with pytest.raises(DataError, match="PREDICTION_LABELS: .*missing.csv' not found"):
-        run_prediction(validate_params(params))
+        run_prediction(context(validate_params(params)))
     assert not (tmp_path / "out").exists()  # refused before any work
 
 
@@ -231,10 +232,10 @@ def test_one_pass_over_the_validation_set_serves_every_score_and_plot(trained, t
 
     params = load_params(trained / "params.yaml")
     task = get_task(params)
-    table = read_inventory(params)
-    task.adopt_layout(read_json(trained / "inventory/inventory.json")["layout"])
+    table = read_inventory(context(params).inventory)
+    task.layout.adopt(read_json(trained / "inventory/inventory.json")["layout"])
     rows = table[table.split == "validation"].head(40)
-    data = task.dataset(rows, 16, shuffle_seed=None)
+    data = task.data.dataset(rows, 16, shuffle_seed=None)
     passes = []
 
     def counted():
@@ -245,7 +246,7 @@ def test_one_pass_over_the_validation_set_serves_every_score_and_plot(trained, t
     counting = tf.data.Dataset.from_generator(counted, output_signature=spec)
     model = keras.saving.load_model(trained / "models/digits_cnn/model.keras")
     with Live(str(tmp_path / "live"), dvcyaml=None, save_dvc_exp=False, report=None) as live:
-        result = task.log_evaluation(live, model, rows, counting)
+        result = task.head.log_evaluation(live, model, rows, counting)
     assert len(passes) == 1 and len(result) == 40
 
 
@@ -255,10 +256,10 @@ def test_one_pass_over_the_validation_set_serves_every_score_and_plot(trained, t
 def test_balanced_class_weights_follow_the_inventory_counts(trained, caplog):
     params = load_params(trained / "params.yaml")
     task = get_task(params)
-    table = read_inventory(params)
-    task.adopt_layout(read_json(trained / "inventory/inventory.json")["layout"])
+    table = read_inventory(context(params).inventory)
+    task.layout.adopt(read_json(trained / "inventory/inventory.json")["layout"])
     train_rows = table[table.split == "train"]
-    weights = task.class_weights(train_rows)
+    weights = task.data.class_weights(params.TRAINING.CLASS_WEIGHT, train_rows)
     labels = train_rows.label.to_numpy()
     expected = compute_class_weight("balanced", classes=np.unique(labels), y=labels)
     assert weights == pytest.approx(dict(enumerate(expected)))
@@ -282,8 +283,8 @@ def test_explicit_class_weights_reach_fit(make_params, monkeypatch):
             1
         ]
     )
-    run_inventory(params)
-    run_training(params)
+    run_inventory(context(params))
+    run_training(context(params))
     expected = dict.fromkeys(range(10), 1.0) | {3: 3.0, 1: 0.5}
     assert seen["class_weight"] == expected
 
@@ -305,7 +306,7 @@ def test_bad_class_weights_are_refused_at_the_door(default_params, weight, messa
 def test_class_weights_of_classes_found_are_checked_by_validate(digits, tmp_path):
     params = digits_params(tmp_path, digits, **{"TRAINING.CLASS_WEIGHT": {"sevn": 2}})
     with pytest.raises(ConfigError, match="Did you mean 'seven'"):
-        count_data(check_params(validate_params(params)))
+        count_data(context(check_params(validate_params(params))))
 
 
 def test_class_weights_are_for_classification_only(tmp_path):

@@ -16,13 +16,14 @@ import onnxruntime
 import pytest
 import yaml
 
-from kerapipe.config import load_params, validate_params
+from kerapipe.config import validate_params
 from kerapipe.errors import ConfigError, ModelError
-from kerapipe.export import litert_runtime, run_export
-from kerapipe.inventory import run_inventory
+from kerapipe.exporters import litert_runtime
 from kerapipe.sample_data import write_digits
-from kerapipe.train import run_training
-from tests.helpers import BIN, REPO, kerapipe_without_tensorflow, run, train_project
+from kerapipe.steps.export import run_export
+from kerapipe.steps.inventory import run_inventory
+from kerapipe.steps.train import run_training
+from tests.helpers import BIN, REPO, context, kerapipe_without_tensorflow, run, train_project
 
 RUN = Path("models") / "digits_cnn"
 
@@ -46,7 +47,7 @@ def trained(tmp_path_factory) -> Path:
 @pytest.fixture
 def exported(trained, monkeypatch):
     monkeypatch.chdir(trained)
-    return run_export(load_params("params.yaml")), trained
+    return run_export(context("params.yaml")), trained
 
 
 def validation_images(root: Path, count: int = 24) -> np.ndarray:
@@ -96,7 +97,7 @@ def test_an_export_that_differs_more_than_allowed_fails_and_writes_nothing(train
     params["DATA"]["EXPORT"].update(FORMATS=["onnx"], MAX_DIFFERENCE=1e-15)
     before = {p: p.read_bytes() for p in (trained / RUN / "export").glob("*")}
     with pytest.raises(ModelError, match=r"onnx export answers differently .* MAX_DIFFERENCE"):
-        run_export(validate_params(copy.deepcopy(params)))
+        run_export(context(validate_params(copy.deepcopy(params))))
     after = {p: p.read_bytes() for p in (trained / RUN / "export").glob("*")}
     assert after == before  # the earlier export is left as it was
 
@@ -110,7 +111,7 @@ def test_missing_packages_name_the_extra(trained, monkeypatch):
     )
     monkeypatch.chdir(trained)
     with pytest.raises(ConfigError, match=r'tf2onnx, not installed.*pip install -e "\.\[onnx\]"'):
-        run_export(load_params("params.yaml"))
+        run_export(context("params.yaml"))
 
 
 def test_unknown_formats_and_repeats_are_refused(default_params):
@@ -160,9 +161,9 @@ def test_the_other_tasks_export_and_check_too(task, tmp_path, monkeypatch):
     )
     monkeypatch.chdir(tmp_path)
     checked = validate_params(params)
-    run_inventory(checked)
-    run_training(checked)
-    metrics = run_export(checked).metrics
+    run_inventory(context(checked))
+    run_training(context(checked))
+    metrics = run_export(context(checked)).metrics
     for name in ("onnx", "litert"):
         assert metrics[name]["images"] == 5 and metrics[name]["max_abs_difference"] < 1e-3
         if task == "segmentation":

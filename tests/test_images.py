@@ -19,22 +19,25 @@ import pytest
 from PIL import Image, ImageOps
 
 from kerapipe.errors import DataError
-from kerapipe.images import (
+from kerapipe.image_probe import (
     JPEG,
     JPEG_GRAY,
     PILLOW,
     PNG,
     PNG_16,
     PNG_GRAY,
+    probe_image,
+)
+from kerapipe.images import (
     check_decode,
     find_bad_images,
     is_image_name,
-    probe_image,
 )
 
 tf = pytest.importorskip("tensorflow")
 
-from kerapipe.datasets import decode_image, image_dataset  # noqa: E402
+from kerapipe.datasets import image_dataset  # noqa: E402
+from kerapipe.decoding import decode_image  # noqa: E402
 
 HEIGHT, WIDTH = 12, 20  # every test image, as it is seen (after its EXIF orientation)
 MODES = {1: "L", 3: "RGB", 4: "RGBA"}
@@ -388,7 +391,7 @@ def test_checks_keep_the_order_whether_they_run_in_threads_or_not(seconds):
     timed sample decides); either way the results come back in the files' order."""
     import time
 
-    from kerapipe.images import in_threads
+    from kerapipe.parallel import in_threads
 
     def check(item: int) -> int:
         time.sleep(seconds)

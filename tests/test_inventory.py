@@ -10,15 +10,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kerapipe.config import load_params
 from kerapipe.errors import DataError
-from kerapipe.inventory import csv_path, run_inventory
+from kerapipe.steps.inventory import run_inventory
+from tests.helpers import context
 
 CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
 def inventory(params_path):
-    return run_inventory(load_params(params_path))
+    return run_inventory(context(params_path))
 
 
 def test_writes_a_stratified_seeded_split(make_params, digits):
@@ -95,7 +95,7 @@ def small_params(make_params, small_data):
 
 def break_and_check(path, small_data, breakage, expected):
     """A good CSV exists; after ``breakage`` inventory fails with ``expected`` and keeps it."""
-    target = csv_path(load_params(path))
+    target = context(path).inventory.csv
     inventory(path)
     good = Path(target).read_bytes()
     breakage(small_data)

@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 
 from kerapipe.images import IMAGE_EXTENSIONS, is_image_name
-from kerapipe.inventory import csv_text
+from kerapipe.inventory_file import csv_text
 from kerapipe.sources import LocalSource
+from tests.helpers import context
 
 
 @pytest.mark.parametrize(
@@ -72,7 +73,7 @@ def test_scan_sorts_rows_by_path_whatever_the_class_order(make_params, tmp_path)
     """Class folders are listed in CLASS_NAMES order and each comes sorted; the table must
     still be sorted by full path ("cat-x/" sorts before "cat/": '-' < '/')."""
     from kerapipe.config import load_params
-    from kerapipe.inventory import scan_data
+    from kerapipe.steps.inventory import scan_data
 
     data = tmp_path / "data"
     for name in ("cat/b.png", "cat/a.png", "cat-x/c.png", "cat/sub/d.png", "dog/e.png"):
@@ -85,7 +86,7 @@ def test_scan_sorts_rows_by_path_whatever_the_class_order(make_params, tmp_path)
              "MODEL.MODEL_PARAMS.NUM_CLASSES": 3}
         )[1]
     )  # fmt: skip
-    table = scan_data(params)
+    table = scan_data(context(params))
     assert list(table.filepath) == sorted(table.filepath)
     assert [p.removeprefix(f"{data}/") for p in table.filepath] == [
         "cat-x/c.png", "cat/a.png", "cat/b.png", "cat/sub/d.png", "dog/e.png"

@@ -23,7 +23,7 @@ import yaml
 from kerapipe.config import validate_params
 from kerapipe.errors import ConfigError
 from kerapipe.sample_data import write_discs, write_shapes
-from tests.helpers import BIN, REPO, tool_env
+from tests.helpers import BIN, REPO, context, tool_env
 from tests.helpers_tasks import task_params
 
 ONE_CPU = {"XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
@@ -131,11 +131,11 @@ def test_data_parallel_needs_jax_and_no_memory_cache(default_params):
 
 
 def test_another_backend_already_imported_is_one_clear_error(make_params):
-    from kerapipe.train import run_training  # Keras on TensorFlow in this process
+    from kerapipe.steps.train import run_training  # Keras on TensorFlow in this process
 
     params, _ = make_params({"TRAINING.BACKEND": "jax"})
     with pytest.raises(ConfigError, match="already imported in this process with the 'tensorflow'"):
-        run_training(validate_params(params))
+        run_training(context(validate_params(params)))
 
 
 # --- real JAX processes ---------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from kerapipe.config import validate_params
 from kerapipe.errors import ModelError
 from kerapipe.models.base import Head, model_builder
-from kerapipe.train import load_initial_weights
+from kerapipe.training.model import load_initial_weights
 
 APPLICATIONS = ["mobilenet_v2", "efficientnet_b0", "resnet50"]
 

@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kerapipe.config import Params
 from kerapipe.errors import ConfigError, DataError
 from kerapipe.sample_data import write_discs
 from kerapipe.sources import LocalSource
 from kerapipe.tasks.base import get_task
 from kerapipe.tasks.regression import RegressionTask, regression_scores
-from tests.helpers import copy_project, run, stages_run
+from tests.helpers import context, copy_project, run, stages_run
 from tests.helpers_tasks import task_params, validated
 
 SOURCE = LocalSource()
@@ -35,12 +36,15 @@ def data_copy(discs, tmp_path) -> Path:
 
 
 def make_task(tmp_path: Path, data_dir: Path, updates: dict | None = None) -> RegressionTask:
+    return get_task(make_params(tmp_path, data_dir, updates))
+
+
+def make_params(tmp_path: Path, data_dir: Path, updates: dict | None = None) -> Params:
+    """The checked ``params/regression.yaml`` on ``data_dir``, with ``updates``."""
     params = task_params(
         "regression", tmp_path, {"DATA.INVENTORY_DATA_DIR": str(data_dir), **(updates or {})}
     )
-    task = get_task(validated(params))
-    assert isinstance(task, RegressionTask)
-    return task
+    return validated(params)
 
 
 def edit_targets(data_dir: Path, edit) -> None:
@@ -54,7 +58,7 @@ def edit_targets(data_dir: Path, edit) -> None:
 
 def test_scan_reads_one_or_several_targets(discs, tmp_path):
     task = make_task(tmp_path, discs / "train")
-    table = task.scan(SOURCE, str(discs / "train"))
+    table = task.layout.scan(SOURCE, str(discs / "train"))
     assert list(table.columns) == ["filepath", "radius", "center_x"]
     assert len(table) == 30 and table.filepath.is_monotonic_increasing
     assert table.radius.dtype == np.float64
@@ -66,36 +70,36 @@ def test_scan_reads_one_or_several_targets(discs, tmp_path):
         discs / "train",
         {"PIPELINE.TASK_PARAMS.TARGET_COLUMNS": ["radius"], "MODEL.MODEL_PARAMS.NUM_CLASSES": 1},
     )
-    assert list(single.scan(SOURCE, str(discs / "train")).columns) == ["filepath", "radius"]
-    split = single.split(table, 0.2, seed=3)
+    assert list(single.layout.scan(SOURCE, str(discs / "train")).columns) == ["filepath", "radius"]
+    split = single.layout.split(table, 0.2, seed=3)
     assert (split.split == "validation").sum() == 6
 
 
 def test_listed_file_missing(data_copy, tmp_path):
     (data_copy / "images" / "disc_0004.png").unlink()
     with pytest.raises(DataError, match="1 listed file\\(s\\) do not exist") as err:
-        make_task(tmp_path, data_copy).scan(SOURCE, str(data_copy))
+        make_task(tmp_path, data_copy).layout.scan(SOURCE, str(data_copy))
     assert "disc_0004.png" in str(err.value) and "'filename'" in str(err.value)
 
 
 def test_image_not_listed(data_copy, tmp_path):
     edit_targets(data_copy, lambda t: t[t.filename != "disc_0007.png"])
     with pytest.raises(DataError, match="not listed in") as err:
-        make_task(tmp_path, data_copy).scan(SOURCE, str(data_copy))
+        make_task(tmp_path, data_copy).layout.scan(SOURCE, str(data_copy))
     assert "disc_0007.png" in str(err.value)
 
 
 def test_stray_files_and_unreadable_images_are_skipped(data_copy, tmp_path, caplog):
     """notes.txt beside the images is skipped with one warning, as Keras does; a damaged
     image is left out of the inventory with its targets, and listed in inventory.json."""
-    from kerapipe.inventory import run_inventory
+    from kerapipe.steps.inventory import run_inventory
 
     (data_copy / "images" / "notes.txt").write_text("radius in pixels")
     damaged = data_copy / "images" / "disc_0003.png"
     damaged.write_bytes(damaged.read_bytes()[:60])
     params = task_params("regression", tmp_path, {"DATA.INVENTORY_DATA_DIR": str(data_copy)})
     caplog.set_level("WARNING")
-    result = run_inventory(validated(params))
+    result = run_inventory(context(validated(params)))
     table = pd.read_csv(result.csv_path)
     assert len(table) == result.rows == 29 and str(damaged) not in set(table.filepath)
     summary = json.loads(Path(result.csv_path).with_suffix(".json").read_text())
@@ -112,22 +116,22 @@ def test_target_not_a_number(data_copy, tmp_path):
 
     edit_targets(data_copy, damage)
     with pytest.raises(DataError, match="'radius' has 2 value\\(s\\) that are not") as err:
-        make_task(tmp_path, data_copy).scan(SOURCE, str(data_copy))
+        make_task(tmp_path, data_copy).layout.scan(SOURCE, str(data_copy))
     assert "line 4 (disc_0002.png): 'big'" in str(err.value)
 
 
 def test_bad_columns_and_csv(data_copy, tmp_path):
     task = make_task(tmp_path, data_copy, {"PIPELINE.TASK_PARAMS.TARGET_COLUMNS": ["area", "x"]})
     with pytest.raises(DataError, match="no column\\(s\\) area, x .*TARGET_COLUMNS"):
-        task.scan(SOURCE, str(data_copy))
+        task.layout.scan(SOURCE, str(data_copy))
 
     edit_targets(data_copy, lambda t: pd.concat([t, t.iloc[:1]]))
     with pytest.raises(DataError, match="more than once"):
-        make_task(tmp_path, data_copy).scan(SOURCE, str(data_copy))
+        make_task(tmp_path, data_copy).layout.scan(SOURCE, str(data_copy))
 
     (data_copy / "targets.csv").unlink()
     with pytest.raises(DataError, match="TARGETS_CSV"):
-        make_task(tmp_path, data_copy).scan(SOURCE, str(data_copy))
+        make_task(tmp_path, data_copy).layout.scan(SOURCE, str(data_copy))
 
 
 def test_params_checks(discs, tmp_path):
@@ -147,43 +151,44 @@ def test_targets_standardised_and_model_back_in_units(discs, tmp_path):
 
     from kerapipe.models.base import model_builder
 
-    task = make_task(tmp_path, discs / "train")
-    table = task.split(task.scan(SOURCE, str(discs / "train")), 0.2, seed=1)
+    params = make_params(tmp_path, discs / "train")
+    task = get_task(params)
+    table = task.layout.split(task.layout.scan(SOURCE, str(discs / "train")), 0.2, seed=1)
     train_rows = table[table.split == "train"]
-    task.prepare(train_rows)
-    images, targets = next(iter(task.dataset(train_rows, len(train_rows), shuffle_seed=None)))
+    task.data.prepare(train_rows)
+    images, targets = next(iter(task.data.dataset(train_rows, len(train_rows), shuffle_seed=None)))
     assert images.shape == (24, 32, 32, 1) and images.dtype.name == "float32"
     assert targets.shape == (24, 2) and targets.dtype.name == "float32"
     np.testing.assert_allclose(targets.numpy().mean(axis=0), 0.0, atol=1e-5)
     np.testing.assert_allclose(targets.numpy().std(axis=0), 1.0, atol=1e-5)
     np.testing.assert_allclose(
-        task.to_units(targets.numpy()), train_rows[["radius", "center_x"]], atol=1e-4
+        task.data.to_units(targets.numpy()), train_rows[["radius", "center_x"]], atol=1e-4
     )
 
-    builder = model_builder(task.params)
-    model = builder.build(task.head())
+    builder = model_builder(params)
+    model = builder.build(task.head.output_head())
     assert model.output_shape == (None, 2)
-    final = task.finalize_model(model)
+    final = task.head.finalize_model(model)
     raw = np.asarray(model(images, training=False))
-    np.testing.assert_allclose(final(images, training=False), task.to_units(raw), rtol=1e-4)
+    np.testing.assert_allclose(final(images, training=False), task.data.to_units(raw), rtol=1e-4)
     path = tmp_path / "model.keras"
     final.save(path)
     loaded = keras.saving.load_model(path, compile=False, safe_mode=True)
     np.testing.assert_allclose(loaded(images), final(images), rtol=1e-5)
 
     fresh = make_task(tmp_path, discs / "train")  # no prepare(): learns from the train rows
-    _, again = next(iter(fresh.dataset(train_rows, len(train_rows), shuffle_seed=None)))
+    _, again = next(iter(fresh.data.dataset(train_rows, len(train_rows), shuffle_seed=None)))
     np.testing.assert_allclose(again, targets)
 
 
 def test_prediction_table_and_scores(discs, tmp_path):
     task = make_task(tmp_path, discs / "train")
-    paths = task.prediction_inputs(SOURCE, str(discs / "unlabelled"))
+    paths = task.predictions.inputs(SOURCE, str(discs / "unlabelled"))
     assert len(paths) == 5
     outputs = np.arange(10, dtype=np.float32).reshape(5, 2) + 0.5
     batches = [(np.arange(3), outputs[:3]), (np.arange(3, 5), outputs[3:])]  # as predict does
     statuses = ["ok"] * 5
-    out = task.write_predictions(
+    out = task.predictions.write(
         SOURCE, str(tmp_path / "predictions"), paths, iter(batches), statuses
     )
     table = pd.read_csv(out)
@@ -194,7 +199,7 @@ def test_prediction_table_and_scores(discs, tmp_path):
     # An image that could not be read keeps its row, with its status and empty targets.
     statuses[1] = "undecodable: image file is truncated"
     batches = [(np.array([0, 2]), outputs[[0, 2]]), (np.arange(3, 5), outputs[3:])]
-    out = task.write_predictions(
+    out = task.predictions.write(
         SOURCE, str(tmp_path / "predictions"), paths, iter(batches), statuses
     )
     table = pd.read_csv(out, keep_default_na=False)

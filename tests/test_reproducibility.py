@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.helpers import BIN, run
+from tests.helpers import BIN, context, run
 
 pytestmark = pytest.mark.e2e
 
@@ -50,15 +50,15 @@ def test_two_runs_from_scratch_are_identical(tmp_path, digits, default_params):
 
 def test_mixed_precision_trains_with_float32_outputs(make_params):
     from kerapipe.config import load_params
-    from kerapipe.inventory import run_inventory
     from kerapipe.reproducibility import set_precision
-    from kerapipe.train import run_training
+    from kerapipe.steps.inventory import run_inventory
+    from kerapipe.steps.train import run_training
 
     _, path = make_params({"TRAINING.NUM_EPOCHS": 1, "TRAINING.MIXED_PRECISION": True})
     params = load_params(path)
-    run_inventory(params)
+    run_inventory(context(params))
     try:
-        result = run_training(params)
+        result = run_training(context(params))
         info = json.loads((Path(result.model_path).parent / "run_info.json").read_text())
         assert info["precision_policy"] == "mixed_bfloat16"  # CPU; mixed_float16 on a GPU
         model = keras.saving.load_model(result.model_path)
@@ -76,11 +76,12 @@ tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
 )
 from kerapipe.config import load_params
-from kerapipe.inventory import run_inventory
-from kerapipe.train import run_training
-params = load_params(sys.argv[1])
-run_inventory(params)
-run_training(params)
+from kerapipe.context import RunContext
+from kerapipe.steps.inventory import run_inventory
+from kerapipe.steps.train import run_training
+context = RunContext.from_params(load_params(sys.argv[1]))
+run_inventory(context)
+run_training(context)
 """
 
 

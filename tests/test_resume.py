@@ -9,10 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from kerapipe.config import load_params
-from kerapipe.inventory import run_inventory
-from kerapipe.train import run_training
-from tests.helpers import BIN, kill, run, start
+from kerapipe.steps.inventory import run_inventory
+from kerapipe.steps.train import run_training
+from tests.helpers import BIN, context, kill, run, start
 
 pytestmark = pytest.mark.e2e
 EPOCHS = 5
@@ -55,7 +54,7 @@ def check_continuous_run(run_dir, live_dir, steps_per_epoch):
 
 def test_sigkill_then_resume_with_kerapipe_train(make_params, tmp_path):
     params, path = make_params({"TRAINING.NUM_EPOCHS": EPOCHS})
-    run_inventory(load_params(path))
+    run_inventory(context(path))
     run_dir = tmp_path / "models" / "digits_cnn"
     state_file = run_dir / "checkpoints" / "state.json"
     command = [str(BIN / "kerapipe"), "train", "--params", str(path)]
@@ -82,8 +81,8 @@ def test_sigkill_then_resume_with_kerapipe_train(make_params, tmp_path):
 
 def test_checkpoints_from_other_params_are_not_resumed(make_params, caplog):
     _, path = make_params({"TRAINING.NUM_EPOCHS": 1})
-    run_inventory(load_params(path))
-    run_training(load_params(path))
+    run_inventory(context(path))
+    run_training(context(path))
     _, path = make_params(
         {
             "TRAINING.NUM_EPOCHS": 1,
@@ -93,7 +92,7 @@ def test_checkpoints_from_other_params_are_not_resumed(make_params, caplog):
         }
     )
     caplog.set_level("INFO")
-    result = run_training(load_params(path))
+    result = run_training(context(path))
     assert "written under other settings (TRAINING.BATCH_SIZE: 32 -> 64)" in caplog.text
     assert "starting fresh" in caplog.text
     assert result.initial_epoch == 0
@@ -101,13 +100,13 @@ def test_checkpoints_from_other_params_are_not_resumed(make_params, caplog):
 
 def test_more_epochs_continue_a_finished_run(make_params, caplog):
     _, path = make_params({"TRAINING.NUM_EPOCHS": 1})
-    run_inventory(load_params(path))
-    run_training(load_params(path))
+    run_inventory(context(path))
+    run_training(context(path))
     _, path = make_params(
         {"TRAINING.NUM_EPOCHS": 2, "TRAINING.LOAD_CHECKPOINT": True, "TRAINING.FORCE": True}
     )
     caplog.set_level("INFO")
-    result = run_training(load_params(path))
+    result = run_training(context(path))
     assert result.initial_epoch == 1 and list(result.history) and len(result.history["loss"]) == 1
 
 
@@ -135,7 +134,7 @@ def test_resume_with_a_custom_loss_in_a_fresh_process(make_params, tmp_path):
     """A checkpoint compiled with kerapipe's own loss reloads in a new `kerapipe train`."""
     updates = {"TRAINING.NUM_EPOCHS": 1, "MODEL.LOSS_NAME": "sparse_focal"}
     _, path = make_params(updates)
-    run_inventory(load_params(path))
+    run_inventory(context(path))
     run([str(BIN / "kerapipe"), "train", "--params", str(path)], tmp_path)
     _, path = make_params(
         {

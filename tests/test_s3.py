@@ -20,12 +20,12 @@ import pytest
 import yaml
 
 from kerapipe.checks import load_checked_params
-from kerapipe.inventory import run_inventory
-from kerapipe.predict import run_prediction
 from kerapipe.sample_data import write_shapes
-from kerapipe.train import run_training
+from kerapipe.steps.inventory import run_inventory
+from kerapipe.steps.predict import run_prediction
+from kerapipe.steps.train import run_training
 from tests.conftest import PLANTED_SECRET, S3
-from tests.helpers import BIN, REPO, kerapipe, kill, start, tool_env
+from tests.helpers import BIN, REPO, context, kerapipe, kill, start, tool_env
 
 pytestmark = pytest.mark.e2e
 EPOCHS = 4
@@ -175,12 +175,12 @@ def test_segmentation_masks_on_s3_with_the_endpoint_in_storage_options(s3, tmp_p
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     checked = load_checked_params(path)
-    run_inventory(checked)
-    result = run_training(checked)
+    run_inventory(context(checked))
+    result = run_training(context(checked))
     assert result.model_path == s3.url("models", "shapes_unet", "model.keras")
     stale = s3.url("predictions", "masks", "sub", "old_0000.png")
     s3.fs.pipe(stale, b"a mask of an image no longer predicted")
-    out = run_prediction(checked)
+    out = run_prediction(context(checked))
     s3.fs.invalidate_cache()
     table = pd.read_csv(s3.fs.open(out.csv_path))
     assert len(table) == 6 and (table.status == "ok").all()

@@ -13,12 +13,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from kerapipe.config import Params
 from kerapipe.errors import ConfigError, DataError
 from kerapipe.sample_data import SHAPE_CLASSES, write_shapes
 from kerapipe.sources import LocalSource
 from kerapipe.tasks.base import get_task
 from kerapipe.tasks.segmentation import SegmentationTask, segmentation_scores
-from tests.helpers import copy_project, run, stages_run, tool_env
+from tests.helpers import context, copy_project, run, stages_run, tool_env
 from tests.helpers_tasks import save_png, task_params, validated
 
 SOURCE = LocalSource()
@@ -37,12 +38,15 @@ def data_copy(shapes, tmp_path) -> Path:
 
 
 def make_task(tmp_path: Path, data_dir: Path, updates: dict | None = None) -> SegmentationTask:
+    return get_task(make_params(tmp_path, data_dir, updates))
+
+
+def make_params(tmp_path: Path, data_dir: Path, updates: dict | None = None) -> Params:
+    """The checked ``params/segmentation.yaml`` on ``data_dir``, with ``updates``."""
     params = task_params(
         "segmentation", tmp_path, {"DATA.INVENTORY_DATA_DIR": str(data_dir), **(updates or {})}
     )
-    task = get_task(validated(params))
-    assert isinstance(task, SegmentationTask)
-    return task
+    return validated(params)
 
 
 # --- inventory ---------------------------------------------------------------------------------
@@ -50,7 +54,7 @@ def make_task(tmp_path: Path, data_dir: Path, updates: dict | None = None) -> Se
 
 def test_scan_pairs_every_image_with_its_mask(shapes, tmp_path):
     task = make_task(tmp_path, shapes / "train")
-    table = task.scan(SOURCE, str(shapes / "train"))
+    table = task.layout.scan(SOURCE, str(shapes / "train"))
     assert list(table.columns) == ["filepath", "mask_path"]
     assert len(table) == 24
     assert table.filepath.is_monotonic_increasing
@@ -58,9 +62,9 @@ def test_scan_pairs_every_image_with_its_mask(shapes, tmp_path):
         assert Path(image).name == Path(mask).name
         assert Path(mask).parent.name == "masks"
 
-    split = task.split(table, 0.25, seed=7)
+    split = task.layout.split(table, 0.25, seed=7)
     assert (split.split == "validation").sum() == 6
-    again = task.split(task.scan(SOURCE, str(shapes / "train")), 0.25, seed=7)
+    again = task.layout.split(task.layout.scan(SOURCE, str(shapes / "train")), 0.25, seed=7)
     assert split.to_csv(index=False) == again.to_csv(index=False)
 
 
@@ -69,19 +73,19 @@ def test_mask_pattern_with_a_suffix(data_copy, tmp_path):
     for path in sorted(masks.glob("*.png")):
         path.rename(masks / f"{path.stem}_mask.png")
     task = make_task(tmp_path, data_copy, {"PIPELINE.TASK_PARAMS.MASK_PATTERN": "{stem}_mask.png"})
-    table = task.scan(SOURCE, str(data_copy))
+    table = task.layout.scan(SOURCE, str(data_copy))
     assert len(table) == 24
     assert all(p.endswith("_mask.png") for p in table.mask_path)
 
     with pytest.raises(DataError, match="MASK_PATTERN") as err:
-        make_task(tmp_path, data_copy).scan(SOURCE, str(data_copy))
+        make_task(tmp_path, data_copy).layout.scan(SOURCE, str(data_copy))
     assert "_mask.png" in str(err.value)
 
 
 def test_image_without_mask(data_copy, tmp_path):
     (data_copy / "masks" / "shape_0003.png").unlink()
     with pytest.raises(DataError, match="1 image\\(s\\) have no mask") as err:
-        make_task(tmp_path, data_copy).scan(SOURCE, str(data_copy))
+        make_task(tmp_path, data_copy).layout.scan(SOURCE, str(data_copy))
     message = str(err.value)
     assert "DATA.INVENTORY_DATA_DIR" in message and "shape_0003.png" in message
     assert "MASK_PATTERN" in message
@@ -90,14 +94,14 @@ def test_image_without_mask(data_copy, tmp_path):
 def test_mask_without_image(data_copy, tmp_path):
     (data_copy / "images" / "shape_0005.png").unlink()
     with pytest.raises(DataError, match="1 mask\\(s\\) have no image") as err:
-        make_task(tmp_path, data_copy).scan(SOURCE, str(data_copy))
+        make_task(tmp_path, data_copy).layout.scan(SOURCE, str(data_copy))
     assert "masks/shape_0005.png" in str(err.value)
 
 
 def test_mask_size_differs_from_image(data_copy, tmp_path):
     save_png(data_copy / "masks" / "shape_0002.png", np.zeros((16, 32), np.uint8))
     with pytest.raises(DataError, match="differ in size") as err:
-        make_task(tmp_path, data_copy).scan(SOURCE, str(data_copy))
+        make_task(tmp_path, data_copy).layout.scan(SOURCE, str(data_copy))
     assert "32x16 but its image is 32x32" in str(err.value)
 
 
@@ -106,13 +110,13 @@ def test_mask_must_be_single_channel_class_indices(data_copy, tmp_path):
     rgb = data_copy / "masks" / "shape_0001.png"
     save_png(rgb, np.zeros((32, 32, 3), np.uint8))
     with pytest.raises(DataError, match="8-bit single-channel"):
-        task.scan(SOURCE, str(data_copy))
+        task.layout.scan(SOURCE, str(data_copy))
 
     mask = np.zeros((32, 32), np.uint8)
     mask[:4] = 255  # a 0/255 binary mask: not class indices
     save_png(rgb, mask)
     with pytest.raises(DataError, match="values above 2") as err:
-        task.scan(SOURCE, str(data_copy))
+        task.layout.scan(SOURCE, str(data_copy))
     assert "0/255" in str(err.value)
 
 
@@ -121,7 +125,7 @@ def test_stray_files_and_unreadable_images_are_skipped_with_their_masks(
 ):
     """notes.txt in either folder is skipped with one warning; a damaged image (its header
     whole, its pixels cut) is left out of the inventory with its mask row, and listed."""
-    from kerapipe.inventory import run_inventory
+    from kerapipe.steps.inventory import run_inventory
 
     (data_copy / "images" / "notes.txt").write_text("drawn by sample_data")
     (data_copy / "masks" / "README.md").write_text("class indices")
@@ -129,7 +133,7 @@ def test_stray_files_and_unreadable_images_are_skipped_with_their_masks(
     damaged.write_bytes(damaged.read_bytes()[:60])
     params = task_params("segmentation", tmp_path, {"DATA.INVENTORY_DATA_DIR": str(data_copy)})
     caplog.set_level("WARNING")
-    result = run_inventory(validated(params))
+    result = run_inventory(context(validated(params)))
     table = pd.read_csv(result.csv_path)
     assert len(table) == result.rows == 23
     assert not table.filepath.str.contains("shape_0004").any()
@@ -146,7 +150,7 @@ def test_stray_files_and_unreadable_images_are_skipped_with_their_masks(
 def test_missing_masks_folder(data_copy, tmp_path):
     shutil.rmtree(data_copy / "masks")
     with pytest.raises(DataError, match="PIPELINE.TASK_PARAMS.MASKS_DIR"):
-        make_task(tmp_path, data_copy).scan(SOURCE, str(data_copy))
+        make_task(tmp_path, data_copy).layout.scan(SOURCE, str(data_copy))
 
 
 def test_params_are_checked_against_the_model(shapes, tmp_path):
@@ -170,8 +174,8 @@ def test_params_are_checked_against_the_model(shapes, tmp_path):
 
 def test_dataset_shapes_dtypes_and_mask_values(shapes, tmp_path):
     task = make_task(tmp_path, shapes / "train")
-    table = task.scan(SOURCE, str(shapes / "train"))
-    images, masks = next(iter(task.dataset(table, batch_size=24, shuffle_seed=None)))
+    table = task.layout.scan(SOURCE, str(shapes / "train"))
+    images, masks = next(iter(task.data.dataset(table, batch_size=24, shuffle_seed=None)))
     assert images.shape == (24, 32, 32, 3) and images.dtype.name == "float32"
     assert masks.shape == (24, 32, 32) and masks.dtype.name == "int32"
     expected = np.stack([np.asarray(Image.open(p)) for p in table.mask_path])
@@ -184,7 +188,7 @@ def test_dataset_shapes_dtypes_and_mask_values(shapes, tmp_path):
     # Through the one input pipeline's decoded cache: images and masks each have entries.
     for cache in ("disk", "memory", "disk"):  # the last build reads what the first filled
         options = DatasetOptions(cache=cache, cache_dir=str(tmp_path / "cache"))
-        cached = task.dataset(table, 24, shuffle_seed=None, options=options)
+        cached = task.data.dataset(table, 24, shuffle_seed=None, options=options)
         for _ in range(2):  # the second pass reads the cache
             again_images, again_masks = next(iter(cached))
             np.testing.assert_array_equal(again_masks.numpy(), expected)
@@ -193,7 +197,7 @@ def test_dataset_shapes_dtypes_and_mask_values(shapes, tmp_path):
     assert len(list((tmp_path / "cache" / "files").rglob("*.u8"))) == 2 * len(table)
 
     small = make_task(tmp_path, shapes / "train", {"MODEL.MODEL_PARAMS.INPUT_SHAPE": [16, 24, 3]})
-    images, masks = next(iter(small.dataset(table, batch_size=8, shuffle_seed=3)))
+    images, masks = next(iter(small.data.dataset(table, batch_size=8, shuffle_seed=3)))
     assert images.shape == (8, 16, 24, 3) and masks.shape == (8, 16, 24)
     assert set(np.unique(masks.numpy())) <= {0, 1, 2}  # nearest neighbour: no new values
 
@@ -207,7 +211,7 @@ def test_augmentation_moves_image_and_mask_together(tmp_path):
         mask[: rng.integers(4, 28), : rng.integers(2, 12)] = 1 + i % 2
         save_png(data / "images" / f"m{i}.png", mask * 100)
         save_png(data / "masks" / f"m{i}.png", mask)
-    task = make_task(
+    params = make_params(
         tmp_path,
         data,
         {
@@ -222,10 +226,11 @@ def test_augmentation_moves_image_and_mask_together(tmp_path):
     )
     from kerapipe.datasets import DatasetOptions
 
-    table = task.scan(SOURCE, str(data))
-    options = DatasetOptions.from_params(task.params.TRAINING)
+    task = get_task(params)
+    table = task.layout.scan(SOURCE, str(data))
+    options = DatasetOptions.from_params(params.TRAINING)
     flipped = 0
-    for images, masks in task.dataset(table, 8, shuffle_seed=5, options=options).take(3):
+    for images, masks in task.data.dataset(table, 8, shuffle_seed=5, options=options).take(3):
         np.testing.assert_array_equal(images.numpy()[..., 0], masks.numpy() * 100.0)
         flipped += int((masks.numpy()[:, 0, 0] == 0).sum())  # a corner left the top-left
     assert flipped > 0
@@ -315,7 +320,7 @@ def test_write_predictions_one_mask_per_image_at_its_size(tmp_path):
     for name, (height, width) in sizes.items():
         save_png(inputs / name, np.full((height, width, 3), 90, np.uint8))
     task = make_task(tmp_path, tmp_path / "train", {"DATA.PREDICTION_DATA_DIR": str(inputs)})
-    paths = task.prediction_inputs(SOURCE, str(inputs))
+    paths = task.predictions.inputs(SOURCE, str(inputs))
     assert [Path(p).relative_to(inputs).as_posix() for p in paths] == sorted(sizes)
 
     outputs = np.zeros((3, 32, 32, 3), np.float32)
@@ -331,7 +336,9 @@ def test_write_predictions_one_mask_per_image_at_its_size(tmp_path):
             indices = np.arange(start, min(start + 2, 3))
             yield indices, outputs[indices]
 
-    index = task.write_predictions(SOURCE, str(out_dir), paths, batches(), ["ok"] * 3)
+    index = task.predictions.write(
+        SOURCE, str(out_dir), paths, batches(), ["ok"] * 3, data_dir=str(inputs)
+    )
     assert masks_on_disk == [[], ["a.png", "b.png"]]  # each batch is written as it comes
 
     table = pd.read_csv(index)
@@ -373,20 +380,22 @@ def test_a_new_prediction_removes_the_masks_of_images_no_longer_predicted(tmp_pa
     task = make_task(tmp_path, tmp_path / "train", {"DATA.PREDICTION_DATA_DIR": str(inputs)})
     outputs = np.zeros((3, 32, 32, 3), np.float32)
     # tmp_path is the working directory: a relative "./" output dir, as users write it
-    task.write_predictions(
+    task.predictions.write(
         SOURCE,
         "./predictions",
-        task.prediction_inputs(SOURCE, str(inputs)),
+        task.predictions.inputs(SOURCE, str(inputs)),
         [(np.arange(3), outputs)],
         ["ok"] * 3,
+        data_dir=str(inputs),
     )
     (tmp_path / "predictions" / "masks" / "notes.txt").write_text("mine")
 
     (inputs / "sub" / "c.png").unlink()
-    paths = task.prediction_inputs(SOURCE, str(inputs))
-    index = task.write_predictions(
-        SOURCE, "./predictions", paths, [(np.arange(2), outputs[:2])], ["ok"] * 2
-    )
+    paths = task.predictions.inputs(SOURCE, str(inputs))
+    index = task.predictions.write(
+        SOURCE, "./predictions", paths, [(np.arange(2), outputs[:2])], ["ok"] * 2,
+        data_dir=str(inputs),
+    )  # fmt: skip
 
     masks = tmp_path / "predictions" / "masks"
     assert sorted(p.relative_to(masks).as_posix() for p in masks.rglob("*.*")) == [
@@ -400,14 +409,16 @@ def test_an_image_that_could_not_be_read_gets_a_row_and_no_mask(tmp_path):
     for name in ("a.png", "b.png", "c.png"):
         save_png(inputs / name, np.full((8, 8, 3), 90, np.uint8))
     task = make_task(tmp_path, tmp_path / "train", {"DATA.PREDICTION_DATA_DIR": str(inputs)})
-    paths = task.prediction_inputs(SOURCE, str(inputs))
+    paths = task.predictions.inputs(SOURCE, str(inputs))
     outputs = np.zeros((3, 32, 32, 3), np.float32)
     outputs[..., 1] = 1.0
-    task.write_predictions(SOURCE, "./predictions", paths, [(np.arange(3), outputs)], ["ok"] * 3)
+    outputs_dir, everything = "./predictions", [(np.arange(3), outputs)]
+    task.predictions.write(SOURCE, outputs_dir, paths, everything, ["ok"] * 3, data_dir=str(inputs))
     statuses = ["ok", "undecodable: image file is truncated", "ok"]
-    index = task.write_predictions(
-        SOURCE, "./predictions", paths, [(np.array([0, 2]), outputs[[0, 2]])], statuses
-    )
+    index = task.predictions.write(
+        SOURCE, outputs_dir, paths, [(np.array([0, 2]), outputs[[0, 2]])], statuses,
+        data_dir=str(inputs),
+    )  # fmt: skip
     table = pd.read_csv(index, keep_default_na=False)
     assert table.filepath.tolist() == paths and table.status.tolist() == statuses
     assert table.mask_path[1] == "" and table.width[1] == "" and table.fraction_square[1] == ""

@@ -21,7 +21,7 @@ from kerapipe.registry import SOURCES
 from kerapipe.remote_cache import cache_at
 from kerapipe.sources import DataSource, get_source
 from tests.conftest import PLANTED_SECRET
-from tests.helpers import BIN, REPO, tool_env
+from tests.helpers import BIN, REPO, context, tool_env
 
 
 @pytest.fixture(params=["local", "memory"])
@@ -370,8 +370,8 @@ def test_checkpoints_on_a_remote_source_are_set_aside_and_put_back(
     import fsspec
 
     from kerapipe.errors import DataError
-    from kerapipe.inventory import run_inventory
-    from kerapipe.train import run_training
+    from kerapipe.steps.inventory import run_inventory
+    from kerapipe.steps.train import run_training
 
     root = f"memory://kp-{uuid.uuid4().hex[:8]}"
     memory = fsspec.filesystem("memory")
@@ -390,8 +390,8 @@ def test_checkpoints_on_a_remote_source_are_set_aside_and_put_back(
     )
     params["INVENTORY"]["CHECK_IMAGES"] = "names"
     params["TRAINING"]["NUM_EPOCHS"] = 1
-    run_inventory(validate_params(params))
-    run_training(validate_params(params))
+    run_inventory(context(validate_params(params)))
+    run_training(context(validate_params(params)))
     checkpoints = f"{root}/models/digits_cnn/checkpoints"
     before = {path: memory.cat(path) for path in memory.find(checkpoints)}
     assert f"{checkpoints.removeprefix('memory:/')}/state.json" in before
@@ -400,7 +400,7 @@ def test_checkpoints_on_a_remote_source_are_set_aside_and_put_back(
     memory.pipe(damaged, memory.cat(damaged)[:60])  # the header reads, the pixels do not
     params["TRAINING"].update(BATCH_SIZE=64, LOAD_CHECKPOINT=True, FORCE=True)
     with pytest.raises(DataError) as error:
-        run_training(validate_params(params))
+        run_training(context(validate_params(params)))
     assert f"memory:/{damaged}" in str(error.value)
     assert {path: memory.cat(path) for path in memory.find(checkpoints)} == before
     assert not memory.exists(f"{root}/models/digits_cnn/.checkpoints.set-aside")

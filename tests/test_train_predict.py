@@ -12,11 +12,13 @@ import yaml
 from kerapipe.checks import check_params
 from kerapipe.config import load_params
 from kerapipe.errors import ConfigError, DataError, ModelError
-from kerapipe.inventory import read_inventory, run_inventory
+from kerapipe.inventory_file import read_inventory
 from kerapipe.models.base import Head, model_builder
-from kerapipe.predict import run_prediction
+from kerapipe.steps.inventory import run_inventory
+from kerapipe.steps.predict import run_prediction
+from kerapipe.steps.train import run_training
 from kerapipe.tasks.base import get_task
-from kerapipe.train import run_training
+from tests.helpers import context
 
 
 def params_file(make_params, **updates):
@@ -26,8 +28,8 @@ def params_file(make_params, **updates):
 @pytest.fixture
 def trained(make_params):
     params = params_file(make_params)
-    run_inventory(params)
-    return params, run_training(params)
+    run_inventory(context(params))
+    return params, run_training(context(params))
 
 
 def test_training_writes_model_log_checkpoints_and_run_info(trained):
@@ -57,9 +59,9 @@ def test_each_epochs_validation_covers_the_whole_validation_split_once(trained):
     import keras
 
     params, result = trained
-    table = read_inventory(params)
+    table = read_inventory(context(params).inventory)
     val_rows = table[table.split == "validation"]
-    data = get_task(params).dataset(val_rows, params.TRAINING.BATCH_SIZE, shuffle_seed=None)
+    data = get_task(params).data.dataset(val_rows, params.TRAINING.BATCH_SIZE, shuffle_seed=None)
     model = keras.saving.load_model(result.model_path)
     metrics = model.evaluate(data, return_dict=True, verbose=0)
     assert metrics["loss"] == pytest.approx(result.history["val_loss"][-1], rel=1e-4)
@@ -77,7 +79,7 @@ def test_steps_per_execution_changes_no_update(trained, make_params):
     weights = saved.get_weights()
     for steps in (1, 7):
         updates = {"TRAINING.STEPS_PER_EXECUTION": steps, "DATA.TRAINING_MODEL_NAME": f"s{steps}"}
-        again = run_training(params_file(make_params, **updates))
+        again = run_training(context(params_file(make_params, **updates)))
         assert again.history == result.history, steps
         theirs = keras.saving.load_model(again.model_path).get_weights()
         for ours, other in zip(weights, theirs, strict=True):
@@ -86,7 +88,7 @@ def test_steps_per_execution_changes_no_update(trained, make_params):
 
 def test_prediction_writes_one_row_per_image_in_a_stable_order(trained, digits):
     params, _ = trained
-    result = run_prediction(params)
+    result = run_prediction(context(params))
     table = pd.read_csv(result.csv_path)
     images = sorted((digits / "unlabelled").glob("*.png"))
     assert len(table) == result.rows == len(images)
@@ -105,7 +107,7 @@ def test_force_false_keeps_an_existing_model(trained, caplog):
     params, result = trained
     before = Path(result.model_path).stat().st_mtime_ns
     caplog.set_level("INFO")
-    again = run_training(params)
+    again = run_training(context(params))
     assert again.skipped and "Keeping the existing model" in caplog.text
     assert Path(result.model_path).stat().st_mtime_ns == before
 
@@ -115,25 +117,25 @@ def test_other_formats_train_save_and_predict(make_params, model_format):
     params = params_file(
         make_params, **{"DATA.TRAINING_MODEL_FORMAT": model_format, "TRAINING.NUM_EPOCHS": 1}
     )
-    run_inventory(params)
-    result = run_training(params)
+    run_inventory(context(params))
+    result = run_training(context(params))
     model_path = Path(result.model_path)
     assert model_path.name == f"model.{model_format}"
     assert model_path.is_dir() if model_format == "tf" else model_path.is_file()
-    table = pd.read_csv(run_prediction(params).csv_path)
+    table = pd.read_csv(run_prediction(context(params)).csv_path)
     assert len(table) == 180
 
 
 def test_missing_initial_weights_fails_before_any_work(make_params, tmp_path):
-    from kerapipe.pipeline import validate_pipeline
+    from kerapipe.steps.validate import validate_pipeline
 
-    run_inventory(params_file(make_params))
+    run_inventory(context(params_file(make_params)))
     params = params_file(make_params, **{"MODEL.MODEL_PARAMS.INITIAL_WEIGHTS": "nowhere.keras"})
     with pytest.raises(ConfigError, match="INITIAL_WEIGHTS: file 'nowhere.keras' not found"):
-        run_training(params)
+        run_training(context(params))
     assert not (tmp_path / "models").exists()  # no checkpoint folder, no log, nothing
     with pytest.raises(ConfigError, match="INITIAL_WEIGHTS: file 'nowhere.keras' not found"):
-        validate_pipeline(params)
+        validate_pipeline(context(params))
 
 
 def test_xception_never_downloads_imagenet_weights(make_params, monkeypatch, tmp_path):
@@ -181,8 +183,8 @@ def test_truncated_image_fails_training_with_a_clear_message(make_params, digits
     raw["DATA"]["INVENTORY_DATA_DIR"] = str(data)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     params = load_params(tmp_path / "params.yaml")
-    run_inventory(params)
+    run_inventory(context(params))
     with pytest.raises(
         DataError, match=r"1 image\(s\) in the inventory cannot be decoded: .*three/"
     ):
-        run_training(params)
+        run_training(context(params))

@@ -20,8 +20,8 @@ import yaml
 from kerapipe.checks import load_checked_params
 from kerapipe.locks import exclusive
 from kerapipe.sample_data import write_digits
-from kerapipe.train import run_training
-from tests.helpers import BIN, REPO, kerapipe, kill, start, tool_env, train_project
+from kerapipe.steps.train import run_training
+from tests.helpers import BIN, REPO, context, kerapipe, kill, start, tool_env, train_project
 
 RUN = Path("models") / "digits_cnn"
 
@@ -144,7 +144,7 @@ def test_a_changed_input_shape_is_refused_by_train_and_predict(project):
 def test_settings_that_do_not_shape_the_model_keep_it(project, caplog):
     edit(project, {"TRAINING.CACHE": "memory", "TRAINING.NUM_PARALLEL_CALLS": 2})
     caplog.set_level("INFO")
-    result = run_training(load_checked_params(project / "params.yaml"))
+    result = run_training(context(load_checked_params(project / "params.yaml")))
     assert result.skipped and "Keeping the existing model" in caplog.text
 
 
@@ -161,7 +161,7 @@ def test_checkpoints_survive_changes_outside_the_whitelist(project, caplog):
         },
     )
     caplog.set_level("INFO")
-    result = run_training(load_checked_params(project / "params.yaml"))
+    result = run_training(context(load_checked_params(project / "params.yaml")))
     assert result.initial_epoch == 2, caplog.text
     assert (project / RUN / "model.h5").is_file()
 
@@ -180,12 +180,12 @@ def test_checkpoints_of_other_settings_are_set_aside_until_the_new_run_has_its_o
     assert not (checkpoints / "state.json").exists()
     # The next run (with the old settings) finds the old checkpoints back in place.
     edit(project, {"TRAINING.BATCH_SIZE": 32, "TRAINING.NUM_EPOCHS": 2})
-    result = run_training(load_checked_params(project / "params.yaml"))
+    result = run_training(context(load_checked_params(project / "params.yaml")))
     assert result.initial_epoch == 2 and not set_aside.exists()
     assert snapshot(checkpoints) == before
 
     edit(project, {"TRAINING.BATCH_SIZE": 64, "TRAINING.NUM_EPOCHS": 1})
-    result = run_training(load_checked_params(project / "params.yaml"))
+    result = run_training(context(load_checked_params(project / "params.yaml")))
     assert result.initial_epoch == 0 and not set_aside.exists()
     assert json.loads((checkpoints / "state.json").read_text())["epoch"] == 1
 

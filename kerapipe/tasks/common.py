@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from kerapipe.errors import DataError
-from kerapipe.images import probe_image
+from kerapipe.image_probe import probe_image
 from kerapipe.sources import DataSource
 
 log = logging.getLogger(__name__)

@@ -185,6 +185,14 @@ class Checkpoints:
                 self.folder.remove(name)
         self.recover()
 
+    def clean_up_after_failure(self) -> None:
+        """``after_failure``, where a failure of its own (a remote source gone, say) is
+        logged, never hiding the error that stopped the run."""
+        try:
+            self.after_failure()
+        except Exception as err:  # noqa: BLE001 - the original error is the one to report
+            log.warning("Could not clean up the checkpoints in %s: %s", self.directory, err)
+
     def trim_log(self, epochs: int) -> list[dict[str, str]]:
         """Keep only complete log rows of the first ``epochs`` epochs; return them. A remote
         folder's log is downloaded first, for CSVLogger to go on appending to."""

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kerapipe.artifacts import ModelPaths, check_model_matches, load_model
-from kerapipe.backend import use_backend
-from kerapipe.checks import check_params
-from kerapipe.config import Params
-from kerapipe.images import ImageInfo, describe_problems, find_bad_images, probe_images
-from kerapipe.pipeline import check_labels
-from kerapipe.sources import source_of
-from kerapipe.tasks.base import Task, get_task
+from kerapipe import fingerprints
+from kerapipe.artifacts import check_model_matches, load_model
+from kerapipe.backend import require_backend
+from kerapipe.context import RunContext
+from kerapipe.errors import DataError
+from kerapipe.image_probe import ImageInfo, probe_images
+from kerapipe.images import describe_problems, find_bad_images
+from kerapipe.tasks.base import Task
 
 log = logging.getLogger(__name__)
 OK = "ok"  # the status of an image that was predicted
@@ -39,29 +39,45 @@ class PredictionResult:
     metrics_path: str | None = None  # the held-out scores, when DATA.PREDICTION_LABELS is set
 
 
-def run_prediction(params: Params) -> PredictionResult:
-    check_params(params)
-    use_backend(params.TRAINING.BACKEND)  # or one error: Keras runs on another
-    task = get_task(params)
-    source = source_of(params.DATA, "PREDICTION_DATA_DIR")
-    check_labels(params)  # before any work: predict scores itself against them
-    paths = task.prediction_inputs(source, params.DATA.PREDICTION_DATA_DIR)
-    model_paths = ModelPaths.from_params(params)
-    check_model_matches(model_paths, params, task)
-    labels = params.DATA.PREDICTION_LABELS
-    truth = task.read_labels(source, labels) if labels else None  # checked before any work
-    model = load_model(model_paths.local_model(), model_paths.format, shown=model_paths.model)
+def run_prediction(ctx: RunContext) -> PredictionResult:
+    require_backend(ctx.params.TRAINING.BACKEND)  # or one error: Keras runs on another
+    task, files = ctx.task, ctx.predictions
+    source = files.images.source
+    check_labels(ctx)  # before any work: predict scores itself against them
+    paths = task.predictions.inputs(source, files.images.path)
+    current = fingerprints.prediction_settings_of(ctx.params, task.layout.display_only_params)
+    check_model_matches(ctx.model, current, task.layout)
+    truth = task.predictions.read_labels(source, files.labels) if files.labels else None
+    model = load_model(ctx.model.local_model(), ctx.model.format, shown=ctx.model.model)
     # Each header is read once, to pick its decoder; a file it refuses (too many pixels, not
     # an image, a dangling link) gets its row with the reason and is never decoded.
-    infos = probe_images(source.local_paths(paths), params.PIPELINE.MAX_IMAGE_PIXELS)
+    infos = probe_images(source.local_paths(paths), ctx.params.PIPELINE.MAX_IMAGE_PIXELS)
     statuses = [info.problem or OK for info in infos]
-    batches = prediction_batches(task, infos, params.TRAINING.BATCH_SIZE)
+    batches = prediction_batches(task, infos, ctx.params.TRAINING.BATCH_SIZE)
     outputs = predict_batches(model, batches, total=statuses.count(OK))
     outputs = note_failures(outputs, infos, statuses)
-    out_source = source_of(params.DATA, "PREDICTION_OUTPUT_DIR")
-    out = task.write_predictions(
-        out_source, params.DATA.PREDICTION_OUTPUT_DIR, paths, outputs, statuses, infos
+    out = task.predictions.write(
+        files.output.source, files.output.path, paths, outputs, statuses, infos, files.images.path
     )
+    _warn_unpredicted(paths, statuses, out)
+    log.info("Wrote %s: %d rows.", out, len(paths))
+    scored = write_scores(ctx, out, truth) if files.labels else None
+    if scored is None and files.output.source.exists(files.metrics):
+        files.output.source.remove(files.metrics)  # an earlier run's scores, of other predictions
+    return PredictionResult(out, len(paths), scored)
+
+
+def check_labels(ctx: RunContext) -> None:
+    """``DATA.PREDICTION_LABELS``, when set, must exist (predict scores itself against it)."""
+    files = ctx.predictions
+    if files.labels and not files.images.source.exists(files.labels):
+        raise DataError(
+            f"DATA.PREDICTION_LABELS: {files.labels!r} not found. Point it at the true answers "
+            "for the images to predict on, or set it to null."
+        )
+
+
+def _warn_unpredicted(paths: list[str], statuses: list[str], out: str) -> None:
     bad = {path: status for path, status in zip(paths, statuses, strict=True) if status != OK}
     if bad:
         log.warning(
@@ -72,40 +88,30 @@ def run_prediction(params: Params) -> PredictionResult:
             out,
             describe_problems(bad),
         )
-    log.info("Wrote %s: %d rows.", out, len(paths))
-    scored = write_scores(params, task, (source, out_source), out, truth) if labels else None
-    if scored is None and out_source.exists(metrics_path(params)):
-        out_source.remove(metrics_path(params))  # an earlier run's scores, for other predictions
-    return PredictionResult(out, len(paths), scored)
 
 
-def metrics_path(params: Params) -> str:
-    return f"{params.DATA.PREDICTION_OUTPUT_DIR.rstrip('/')}/metrics.json"
-
-
-def write_scores(params: Params, task: Task, sources, predictions_csv: str, truth) -> str:
+def write_scores(ctx: RunContext, predictions_csv: str, truth) -> str:
     """Score the written predictions against ``DATA.PREDICTION_LABELS`` and write
     ``metrics.json`` (``{"held_out": {...}}``) beside them. Images whose status is not ok
-    are left out of the scores and counted (``left_out``). ``sources`` are those of the
-    labels and of the predictions."""
+    are left out of the scores and counted (``left_out``)."""
     import pandas as pd
 
-    source, out_source = sources
+    files = ctx.predictions
+    out_source = files.output.source
     table = pd.read_csv(io.StringIO(out_source.read_text(predictions_csv)), keep_default_na=False)
-    scores = task.score_predictions(
-        source, table, truth, params.DATA.PREDICTION_LABELS, predictions_source=out_source
+    scores = ctx.task.predictions.score(
+        files.images.source, table, truth, files.labels, files.images.path, out_source
     )
-    out = metrics_path(params)
-    out_source.write_text(out, json.dumps({"held_out": scores}, indent=2) + "\n")
+    out_source.write_text(files.metrics, json.dumps({"held_out": scores}, indent=2) + "\n")
     log.info(
         "Wrote %s: %d image(s) scored against %s (%d left out, %d without a label).",
-        out,
+        files.metrics,
         scores["images"],
-        params.DATA.PREDICTION_LABELS,
+        files.labels,
         scores["left_out"],
         scores["unlabelled"],
     )
-    return out
+    return files.metrics
 
 
 def prediction_batches(task: Task, infos: list[ImageInfo], batch_size: int) -> Iterator:
@@ -120,7 +126,7 @@ def prediction_batches(task: Task, infos: list[ImageInfo], batch_size: int) -> I
 
     start = 0
     for skip_errors in (False, True):
-        batches = task.prediction_dataset(infos, batch_size, start, skip_errors)
+        batches = task.data.prediction_dataset(infos, batch_size, start, skip_errors)
         try:
             for indices, images in batches:
                 yield indices, images

@@ -1,19 +1,10 @@
-"""Stage: export the final model to the formats of ``DATA.EXPORT.FORMATS`` (ONNX, LiteRT), each
-checked against the Keras model on the validation images before it is kept.
-
-The check runs every validation image through the Keras model and through the exported one,
-in its own runtime (ONNX Runtime; the LiteRT interpreter), and compares the outputs: the share
-of images (segmentation: pixels) whose arg-max class agrees, and the largest absolute
-difference of any output. Below ``DATA.EXPORT.MIN_AGREEMENT``, or above
-``DATA.EXPORT.MAX_DIFFERENCE``, the export fails and nothing is written; otherwise the files
-land in ``export/`` beside the model and the figures in ``export_metrics.json``, which
-``dvc.yaml`` declares as metrics.
-"""
+"""The model in other formats (ONNX, LiteRT), each checked against the Keras model in its own
+runtime (ONNX Runtime; the LiteRT interpreter): the share of images (segmentation: pixels)
+whose arg-max class agrees, and the largest absolute difference of any output."""
 
 from __future__ import annotations
 
 import json
-import logging
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,18 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kerapipe.artifacts import ModelPaths, check_model_matches, load_model
-from kerapipe.atomic import atomic_path
-from kerapipe.backend import use_backend
-from kerapipe.checks import check_params
-from kerapipe.config import Params
+from kerapipe.config import ExportParams
 from kerapipe.errors import ConfigError, ModelError
-from kerapipe.tasks.base import Task, get_task
 
 if TYPE_CHECKING:
     import keras
-
-log = logging.getLogger(__name__)
 
 # The file each format is written to, and the packages its export and its check need.
 FILES = {"onnx": "model.onnx", "litert": "model.tflite"}
@@ -60,12 +44,6 @@ class Comparison:
         return found
 
 
-@dataclass(frozen=True)
-class ExportResult:
-    files: dict[str, Path]
-    metrics: dict[str, dict[str, Any]]
-
-
 def check_export_packages(formats: Iterable[str]) -> None:
     """Raise a ConfigError naming the extra to install for a format whose packages are not."""
     import importlib.util
@@ -79,69 +57,15 @@ def check_export_packages(formats: Iterable[str]) -> None:
             )
 
 
-def run_export(params: Params) -> ExportResult:
-    """Export, check and write every format of ``DATA.EXPORT.FORMATS`` (none: only empty
-    ``export/`` and metrics, so DVC's outputs exist)."""
-    check_params(params)
-    use_backend(EXPORT_BACKEND)  # or one error: Keras runs on another
-    formats = list(params.DATA.EXPORT.FORMATS)
-    check_export_packages(formats)
-    paths = ModelPaths.from_params(params)
-    task = get_task(params)
-    check_model_matches(paths, params, task)
-    if paths.format == "tf" and formats:
-        raise ConfigError(
-            "DATA.EXPORT.FORMATS: export starts from a Keras model; with "
-            "DATA.TRAINING_MODEL_FORMAT tf (a SavedModel) there is none. "
-            "Use keras or h5 to export as well."
-        )
-    metrics: dict[str, dict[str, Any]] = {}
-    run = paths.working_copy()  # the run folder itself, or a local copy of a remote one
-    with atomic_path(run.local_file("export")) as folder:
-        folder.mkdir()
-        if formats:
-            model = load_model(paths.local_model(), paths.format, shown=paths.model)
-            model(np.zeros((1, *task.input_shape), np.float32))  # Keras exports called models
-            images = validation_images(params, task)
-            for name in formats:
-                path = folder / FILES[name]
-                export_to(name, model, path, task)
-                comparison = compare(model, RUNTIMES[name](path), images, task)
-                metrics[name] = {**comparison.as_metrics(), "bytes": path.stat().st_size}
-                require_close(name, comparison, params)
-                log.info("Exported %s: %s.", FILES[name], describe(comparison))
-    run.upload("export")
-    run.write_text("export_metrics.json", json.dumps({"export": metrics}, indent=2) + "\n")
-    return ExportResult({n: run.local_file("export") / FILES[n] for n in formats}, metrics)
-
-
-def validation_images(params: Params, task: Task) -> Callable[[], Iterable[np.ndarray]]:
-    """A function giving the validation images in batches (a new pass per call)."""
-    from kerapipe.inventory import read_matching_inventory
-    from kerapipe.sources import source_of
-    from kerapipe.train import local_files
-
-    table, _ = read_matching_inventory(params, task)
-    task.prepare(table[table.split == "train"])
-    rows = local_files(task, table, source_of(params.DATA, "INVENTORY_DATA_DIR"))
-    rows = rows[table.split == "validation"]
-    data = task.dataset(rows, params.TRAINING.BATCH_SIZE, shuffle_seed=None)
-
-    def batches() -> Iterable[np.ndarray]:
-        for images, _ in data:
-            yield np.asarray(images, dtype=np.float32)
-
-    return batches
-
-
 def compare(
     model: keras.Model,
     run: Callable[[np.ndarray], np.ndarray],
     images: Callable[[], Iterable[np.ndarray]],
-    task: Task,
+    classes: bool,
 ) -> Comparison:
     """Run every batch through both models; the largest absolute difference of any output,
-    and (for class scores) the share of images, or pixels, whose arg-max agrees."""
+    and (for class scores, ``classes``) the share of images, or pixels, whose arg-max
+    agrees."""
     from kerapipe.backend import inference_step
 
     step = inference_step(model)
@@ -153,14 +77,12 @@ def compare(
         largest = max(largest, float(np.abs(ours - theirs).max(initial=0.0)))
         same = ours.argmax(axis=-1) == theirs.argmax(axis=-1)
         agree, total = agree + int(same.sum()), total + same.size
-    classes = task.head().activation == "softmax"
     agreement = agree / total if classes and total else None
     return Comparison(count, largest, agreement)
 
 
-def require_close(name: str, comparison: Comparison, params: Params) -> None:
+def require_close(name: str, comparison: Comparison, limits: ExportParams) -> None:
     """Fail the export when it answers differently from the Keras model."""
-    limits = params.DATA.EXPORT
     problems = []
     if comparison.agreement is not None and comparison.agreement < limits.MIN_AGREEMENT:
         problems.append(f"arg-max agreement {comparison.agreement:.4f} < MIN_AGREEMENT")
@@ -190,13 +112,10 @@ def describe(comparison: Comparison) -> str:
     )
 
 
-# --- exporters: Keras model -> file ---------------------------------------------------------
-
-
-def export_to(name: str, model: keras.Model, path: Path, task: Task) -> None:
+def export_to(name: str, model: keras.Model, path: Path, outputs: dict) -> None:
     """Run the exporter of ``name``; a model it cannot convert ends in one ModelError."""
     try:
-        EXPORTERS[name](model, path, task)
+        EXPORTERS[name](model, path, outputs)
     except (ValueError, TypeError, NotImplementedError, RuntimeError) as err:
         raise ModelError(
             f"DATA.EXPORT.FORMATS: the model cannot be exported to {name}: {err}. Leave {name!r} "
@@ -204,28 +123,25 @@ def export_to(name: str, model: keras.Model, path: Path, task: Task) -> None:
         ) from None
 
 
-def export_onnx(model: keras.Model, path: Path, task: Task) -> None:
+def export_onnx(model: keras.Model, path: Path, outputs: dict) -> None:
     """ONNX through Keras' own exporter (tf2onnx), with the output names in its metadata
-    (``kerapipe.outputs``: what ``outputs.json`` holds)."""
+    (``kerapipe.outputs``: ``outputs``, what ``outputs.json`` holds)."""
     import onnx
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tf2onnx's NumPy deprecations
         model.export(str(path), format="onnx", verbose=False)
     exported = onnx.load(str(path))
-    onnx.helper.set_model_props(exported, {"kerapipe.outputs": json.dumps(task.describe_outputs())})
+    onnx.helper.set_model_props(exported, {"kerapipe.outputs": json.dumps(outputs)})
     onnx.save(exported, str(path))
 
 
-def export_litert(model: keras.Model, path: Path, task: Task) -> None:
+def export_litert(model: keras.Model, path: Path, outputs: dict) -> None:
     """LiteRT (``.tflite``) through Keras' own exporter (TensorFlow's converter)."""
     model.export(str(path), format="litert", verbose=False)
 
 
 EXPORTERS = {"onnx": export_onnx, "litert": export_litert}
-
-
-# --- runtimes: file -> a function from a batch of images to outputs ---------------------------
 
 
 def onnx_runtime(path: Path) -> Callable[[np.ndarray], np.ndarray]:

@@ -1,0 +1,76 @@
+"""The model a training run starts from: built from the model registry with the task's head,
+given its initial weights, and compiled with the loss, optimizer and metrics the params name;
+or a checkpoint, loaded whole with its optimizer state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+
+from kerapipe.components import build_loss, build_metrics, build_optimizer
+from kerapipe.config import ModelParams
+from kerapipe.errors import ModelError
+from kerapipe.models.base import ModelBuilder
+from kerapipe.tasks.base import TaskHead
+
+
+def new_model(builder: ModelBuilder, head: TaskHead, settings: ModelParams) -> keras.Model:
+    """Build the registered model with the task's head, load ``INITIAL_WEIGHTS``, and compile
+    it with the components of ``settings`` (the params' ``MODEL`` group)."""
+    model = builder.build(head.output_head())
+    load_initial_weights(model, builder.params.INITIAL_WEIGHTS)
+    compile_model(model, head, settings)
+    return model
+
+
+def compile_model(
+    model: keras.Model, head: TaskHead, settings: ModelParams, optimizer=None
+) -> None:
+    """Compile ``model`` with the loss and metrics of ``settings`` (or the task's) and
+    ``optimizer`` (by default the one ``settings`` names)."""
+    model.compile(
+        optimizer=optimizer or build_optimizer(settings),
+        loss=build_loss(settings, head),
+        metrics=build_metrics(settings, head),
+    )
+
+
+def load_checkpoint(path: Path) -> keras.Model:
+    """A checkpoint with its optimizer state (kerapipe's custom losses and metrics known)."""
+    import kerapipe.losses  # noqa: F401  (registers kerapipe's serializable losses
+    import kerapipe.metrics  # noqa: F401  and metrics, which a checkpoint may use)
+
+    return keras.saving.load_model(path, safe_mode=True)
+
+
+def load_initial_weights(model: keras.Model, path: str | None) -> None:
+    """Start from a previous ``.keras`` model or ``.weights.h5`` file (safe mode, no pickle)."""
+    if not path:
+        return
+    try:
+        if path.endswith(".keras"):
+            source = keras.saving.load_model(path, compile=False, safe_mode=True)
+            copy_weights(source, model)
+        else:
+            model.load_weights(path)
+    except (ValueError, OSError) as err:
+        raise ModelError(
+            f"MODEL.MODEL_PARAMS.INITIAL_WEIGHTS: {path!r} does not match the model "
+            f"{model.name!r}: {err}"
+        ) from None
+
+
+def copy_weights(source: keras.Model, target: keras.Model) -> None:
+    """Copy weights variable by variable; name the first one whose shape differs."""
+    if len(source.weights) != len(target.weights):
+        raise ValueError(
+            f"it holds {len(source.weights)} weight tensors, the model has {len(target.weights)}"
+        )
+    for theirs, ours in zip(source.weights, target.weights, strict=True):
+        if tuple(theirs.shape) != tuple(ours.shape):
+            raise ValueError(
+                f"weight {theirs.path} has shape {tuple(theirs.shape)}, but {ours.path} "
+                f"in the model has {tuple(ours.shape)}"
+            )
+    target.set_weights(source.get_weights())
