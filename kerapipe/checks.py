@@ -100,6 +100,34 @@ def _check_task_and_model(params: Params, task: Task, builder: ModelBuilder) -> 
     task.layout.check_num_classes(builder.params.NUM_CLASSES)
     task.head.check_model(params.MODEL.MODEL_NAME, builder.spatial_output)
     task.data.check_class_weight(params.TRAINING.CLASS_WEIGHT)
+    _check_fine_tuning(params, builder)
+
+
+def _check_fine_tuning(params: Params, builder: ModelBuilder) -> None:
+    """``TRAINING.FINE_TUNING`` needs a pretrained base to freeze, and a learning rate it
+    can scale."""
+    if params.TRAINING.FINE_TUNING is None:
+        return
+    key, name = "TRAINING.FINE_TUNING", params.MODEL.MODEL_NAME
+    if not builder.has_base:
+        raise ConfigError(
+            f"{key}: the model {name!r} has no pretrained base to freeze and unfreeze. Choose "
+            "a keras.applications backbone (`kerapipe components` lists them) or remove it."
+        )
+    if not builder.pretrained:
+        raise ConfigError(
+            f"{key}: {name} starts from random weights, so there is nothing to fine-tune. Set "
+            "MODEL.MODEL_PARAMS.WEIGHTS (imagenet, a path or a URL) or INITIAL_WEIGHTS, or "
+            "remove it."
+        )
+    if getattr(builder.params, "FREEZE_BASE", False):
+        raise ConfigError(
+            f"{key}: MODEL.MODEL_PARAMS.FREEZE_BASE keeps the base frozen for the whole run, "
+            "FINE_TUNING unfreezes it after FROZEN_EPOCHS: keep one of the two."
+        )
+    from kerapipe.config.training import scaled_learning_rate
+
+    scaled_learning_rate(params.MODEL.OPTIMIZER_PARAMS.get("LEARNING_RATE"), 1.0)
 
 
 def _check_keras_components(params: Params, task: Task) -> None:

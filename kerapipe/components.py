@@ -13,6 +13,7 @@ from typing import Any
 import keras
 
 from kerapipe.config import CallbackSpec, ModelParams
+from kerapipe.config.training import scaled_learning_rate
 from kerapipe.errors import ConfigError
 from kerapipe.registry import (
     CALLBACKS,
@@ -131,15 +132,20 @@ def build_loss(model: ModelParams, head: TaskHead) -> Any:
     return build(LOSSES, name, model.LOSS_PARAMS, "MODEL.LOSS_PARAMS")
 
 
-def build_optimizer(model: ModelParams) -> keras.optimizers.Optimizer:
-    """The optimizer; ``LEARNING_RATE`` is a number or ``{SCHEDULE_NAME, SCHEDULE_PARAMS}``."""
+def build_optimizer(model: ModelParams, factor: float = 1.0) -> keras.optimizers.Optimizer:
+    """The optimizer; ``LEARNING_RATE`` is a number or ``{SCHEDULE_NAME, SCHEDULE_PARAMS}``,
+    multiplied by ``factor`` (fine-tuning's ``LEARNING_RATE_FACTOR``)."""
     key = "MODEL.OPTIMIZER_PARAMS"
     arguments = dict(model.OPTIMIZER_PARAMS)
     if "LEARNING_RATE" in arguments:
         rate = arguments.pop("LEARNING_RATE")
+        rate = rate if factor == 1.0 else scaled_learning_rate(rate, factor)
         if isinstance(rate, dict):
             rate = build_schedule(rate, f"{key}.LEARNING_RATE")
         arguments["learning_rate"] = rate
+    elif factor != 1.0:
+        default = accepted_arguments(OPTIMIZERS.get(model.OPTIMIZER_NAME))[0]["learning_rate"]
+        arguments["learning_rate"] = float(default) * factor
     return build(OPTIMIZERS, model.OPTIMIZER_NAME, arguments, key, ("LEARNING_RATE",))
 
 

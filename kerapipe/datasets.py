@@ -39,6 +39,7 @@ from kerapipe.images import describe_problems
 if TYPE_CHECKING:
     from kerapipe.config import TrainingParams
     from kerapipe.distribution import Shard
+    from kerapipe.training.frozen_features import CachedFeatures
 
 log = logging.getLogger(__name__)
 AUTOTUNE = tf.data.AUTOTUNE
@@ -61,6 +62,9 @@ class DatasetOptions:
             (see ``without_autotune``).
         shard: under ``DISTRIBUTION: data_parallel``, the slice of every global batch this
             process decodes (see ``take_shard``); None: all of it.
+        features: a frozen base's cached features (kerapipe/training/frozen_features.py),
+            read in place of the images: the element's first part is then each image's
+            features. None: the images.
     """
 
     cache: str = "none"
@@ -70,6 +74,7 @@ class DatasetOptions:
     augmentations: tuple[Augmentation, ...] = ()
     num_parallel_calls: int | None = None
     shard: Shard | None = None
+    features: CachedFeatures | None = None
 
     @classmethod
     def from_params(
@@ -171,6 +176,8 @@ def image_dataset(
     store = options.store()
     infos = readable_images(paths, max_pixels, store)
     columns = _file_columns(paths, masks, input_shape, infos, max_pixels)
+    if options.features is not None:  # each image's cached features in place of its pixels
+        columns[0] = _features_column(paths, options.features)
     loaders = [column.loader(store, options.parallel_calls) for column in columns]
     files = tuple(sources for _, sources in loaders)
     extra = () if targets is None or masks is not None else (targets,)
@@ -224,6 +231,13 @@ def _file_columns(
     if masks is not None:
         columns.append(FileColumn("mask", (height, width), masks, (_strings(masks),), decode_mask))
     return columns
+
+
+def _features_column(paths: list[str], features: CachedFeatures) -> FileColumn:
+    """A column reading each image's cached features (float32) from its entry."""
+    entries = _strings([features.entries[path] for path in paths])
+    read = tf.autograph.experimental.do_not_convert(features.read)
+    return FileColumn("features", features.shape, paths, (entries,), read, cached=False)
 
 
 def _loaded_in_order(dataset, load, options: DatasetOptions, seed: int | None, in_memory: bool):

@@ -33,6 +33,7 @@ class FileColumn:
     paths: list[str]
     sources: tuple[tf.Tensor, ...]
     decode: Callable[..., tf.Tensor]
+    cached: bool = True  # False: ``decode`` itself reads a cache (a frozen base's features)
 
     def loader(
         self, store: DecodedCache | None, calls: int
@@ -40,7 +41,7 @@ class FileColumn:
         """The map function that gives one file's pixels, and its per-file tensors: the
         decode, or, with a decoded cache that holds (or can hold) these files, the read of
         their entries (filled now where missing), the decode standing by for a damaged one."""
-        if store is None:
+        if store is None or not self.cached:
             return self.decode, self.sources
         entries = store.entry_paths(store.digests(self.paths), self.kind, self.shape)
         size = int(np.prod(self.shape))

@@ -75,11 +75,17 @@ def inventory_settings(params: Params, display_only: Iterable[str] = ()) -> dict
 
 
 def weights_settings(
-    params: Params, inventory_csv: bytes, display_only: Iterable[str] = ()
+    params: Params,
+    inventory_csv: bytes,
+    display_only: Iterable[str] = (),
+    weights_files: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The settings that shape the trained model, and a digest of the inventory it read."""
+    """The settings that shape the trained model, a digest of the inventory it read, and
+    the sha256 of each weights file it started from (``weights_files``, by param)."""
     found = settings(params, WEIGHTS_KEYS, [*NOT_WEIGHTS, *_task_keys(display_only)])
     found["inventory"] = hashlib.sha256(inventory_csv).hexdigest()
+    for key, sha256 in sorted((weights_files or {}).items()):
+        found[f"{key}:sha256"] = sha256
     return found
 
 

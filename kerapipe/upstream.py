@@ -4,13 +4,16 @@ upstream, before a user meets the change.
 
 - Keras: ``keras.src.utils.file_utils.get_file``, the download function every
   ``keras.applications`` constructor calls, and ``keras.src.backend.config.keras_home``, the
-  folder it keeps files in (``$KERAS_HOME``, else ``~/.keras``). Wrapped while a backbone is built with
-  ``weights="imagenet"``, to learn which file Keras fetched (its URL, name and hash), so the
-  file's sha256 can be recorded and an offline failure can name the URL and where to put the
-  file. Keras fetches the file itself, as it always does.
+  folder it keeps files in (``$KERAS_HOME``, else ``~/.keras``). The first is wrapped while a
+  backbone is built with ``weights="imagenet"``, to learn which file Keras fetched (its URL,
+  name and hash), so the file's sha256 can be recorded and an offline failure can name the
+  URL and where to put the file. Keras fetches the file itself, as it always does.
 - DVCLive: ``Live._studio_events_to_skip``, the events DVCLive will not send to DVC Studio.
   DVCLive builds each Studio update before it asks whether to send it; kerapipe skips
-  building it when it would be dropped.
+  building it when it would be dropped. And ``Live._init_dvc``, where DVCLive looks for the
+  DVC repository: outside one it runs ``dvc init`` in the enclosing git repository (staging
+  DVC's files in the user's git index) and, in a repository with no commit, fails after the
+  first epoch; kerapipe skips it there (``LiveInRepositoryOnly``).
 - JAX: ``jax._src.distributed.global_state.client.wait_at_barrier``, the coordination
   service's barrier with a timeout of our choosing: the processes of a multi-process run
   wait for process 0's saving and evaluation, which can outlast JAX's own shutdown wait.
@@ -23,6 +26,8 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from dvclive import Live
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,38 @@ def keras_downloads() -> Iterator[list[KerasDownload]]:
         yield calls
     finally:
         file_utils.get_file = original
+
+
+class LiveInRepositoryOnly(Live):
+    """DVCLive's logger, linked to the DVC repository and its git history only where there
+    is one with a commit: elsewhere (``kerapipe run`` in a plain folder, or in a git
+    repository DVC never initialised) it only writes its folder, and never touches git."""
+
+    def _init_dvc(self) -> None:
+        if os.getenv("DVC_ROOT") or dvc_repository_with_history():
+            super()._init_dvc()
+            return
+        self._dvc_file = self._init_dvc_file()
+        self._save_dvc_exp = False
+
+
+def dvc_repository_with_history(folder: str = ".") -> bool:
+    """Whether ``folder`` is inside a DVC repository whose git repository (if any) has a
+    commit."""
+    from dvc.exceptions import NotDvcRepoError
+    from dvc.repo import Repo
+    from scmrepo.exceptions import SCMError
+    from scmrepo.git import Git
+
+    try:
+        root = Repo.find_root(folder)
+    except NotDvcRepoError:
+        return False
+    try:
+        with Git(root) as git:
+            return not git.no_commits
+    except SCMError:  # no git: DVC with `--no-scm`
+        return True
 
 
 def studio_drops_data(live: Any) -> bool:

@@ -118,6 +118,8 @@ def test_several_component_problems_are_reported_together(make_params, capsys):
 
 
 def test_pretrained_weights_that_are_not_on_disk(make_params, capsys, tmp_path, monkeypatch):
+    """imagenet passes validate (the train stage fetches it: validate reaches no network);
+    a local weights file that is not there is named."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no Keras cache there
     updates = {
         "MODEL.MODEL_NAME": "mobilenet_v2",
@@ -128,8 +130,7 @@ def test_pretrained_weights_that_are_not_on_disk(make_params, capsys, tmp_path, 
         },
     }
     code, err = validate(make_params, capsys, updates)
-    assert code == 1
-    assert "MODEL.MODEL_PARAMS.WEIGHTS: 'imagenet' needs" in err and "never downloads" in err
+    assert code == 0, err
     updates["MODEL.MODEL_PARAMS"]["WEIGHTS"] = str(tmp_path / "missing.h5")
     code, err = validate(make_params, capsys, updates)
     assert code == 1 and "missing.h5' not found" in err

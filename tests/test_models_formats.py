@@ -41,7 +41,7 @@ def test_local_weights_file_is_loaded(default_params, tmp_path):
     weights = tmp_path / "mobilenet_v2_notop.weights.h5"
     base.save_weights(weights)
     model = builder(default_params, "mobilenet_v2", WEIGHTS=str(weights)).build(Head(10, "softmax"))
-    loaded = next(layer for layer in model.layers if "mobilenet" in layer.name)
+    loaded = model.get_layer("base")
     for ours, theirs in zip(loaded.get_weights(), base.get_weights(), strict=True):
         np.testing.assert_array_equal(ours, theirs)
 
@@ -158,7 +158,9 @@ def test_params_file_round_trip_of_builder_defaults(default_params):
         "INPUT_SHAPE": "required",
         "NUM_CLASSES": "None",  # derived from the task when left out
         "INITIAL_WEIGHTS": "None",
+        "INITIAL_WEIGHTS_SHA256": "None",
         "WEIGHTS": "None",
+        "WEIGHTS_SHA256": "None",
         "DROPOUT": "0.2",
         "FREEZE_BASE": "False",
     }

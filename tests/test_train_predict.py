@@ -9,9 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from kerapipe.checks import check_params
 from kerapipe.config import load_params
-from kerapipe.errors import ConfigError, DataError, ModelError
+from kerapipe.errors import ConfigError, DataError
 from kerapipe.inventory_file import read_inventory
 from kerapipe.models.base import Head, model_builder
 from kerapipe.steps.inventory import run_inventory
@@ -136,25 +135,6 @@ def test_missing_initial_weights_fails_before_any_work(make_params, tmp_path):
     assert not (tmp_path / "models").exists()  # no checkpoint folder, no log, nothing
     with pytest.raises(ConfigError, match="INITIAL_WEIGHTS: file 'nowhere.keras' not found"):
         validate_pipeline(context(params))
-
-
-def test_xception_never_downloads_imagenet_weights(make_params, monkeypatch, tmp_path):
-    monkeypatch.setenv("HOME", str(tmp_path))  # an empty Keras cache
-    params = params_file(
-        make_params,
-        **{
-            "MODEL.MODEL_NAME": "xception",
-            "MODEL.MODEL_PARAMS": {
-                "INPUT_SHAPE": [71, 71, 3],
-                "NUM_CLASSES": 10,
-                "WEIGHTS": "imagenet",
-            },
-        },
-    )
-    with pytest.raises(ModelError, match="kerapipe never downloads"):
-        model_builder(params).build(Head(10, "softmax"))
-    with pytest.raises(ConfigError, match="kerapipe never downloads"):
-        check_params(params)  # what every stage runs first
 
 
 def test_xception_builds_and_runs_without_weights(make_params):

@@ -28,6 +28,7 @@ from kerapipe.config.training import (
     BUILT_IN_CALLBACKS,
     AugmentationSpec,
     CallbackSpec,
+    FineTuningParams,
     TrainingParams,
 )
 from kerapipe.errors import ConfigError
@@ -55,6 +56,7 @@ __all__ = [
     "CallbackSpec",
     "DataParams",
     "ExportParams",
+    "FineTuningParams",
     "Group",
     "InventoryParams",
     "MetricSpec",

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from kerapipe.config.groups import DEFAULT_CACHE_MAX_GB, MAX_SEED, Group
+from kerapipe.errors import ConfigError
 
 BUILT_IN_CALLBACKS = {"model_checkpoint", "csv_logger"}
 
@@ -36,6 +37,27 @@ class AugmentationSpec(Group):
     AUGMENTATION_NAME: str = Field(description="a registered augmentation")
     AUGMENTATION_PARAMS: dict[str, Any] = Field(
         default_factory=dict, description="the augmentation's own params"
+    )
+
+
+class FineTuningParams(Group):
+    """A pretrained base frozen for some epochs, then unfrozen at a lower learning rate."""
+
+    FROZEN_EPOCHS: int = Field(
+        ge=0,
+        description="epochs first trained with the base frozen (its BatchNorm layers in "
+        "inference mode): the head only",
+    )
+    UNFREEZE: Literal["all"] | Annotated[int, Field(ge=1)] = Field(
+        "all",
+        description="then unfreeze all of the base, or its top N layers (BatchNorm layers "
+        "stay frozen)",
+    )
+    LEARNING_RATE_FACTOR: float = Field(
+        0.1,
+        gt=0.0,
+        description="the learning rate (MODEL.OPTIMIZER_PARAMS.LEARNING_RATE, or a schedule's "
+        "initial rate) is multiplied by this once the base is unfrozen",
     )
 
 
@@ -104,6 +126,12 @@ class TrainingParams(Group):
     )
     AUGMENTATIONS: list[AugmentationSpec] = Field(
         default_factory=list, description="augmentations applied in order to training images"
+    )
+    FINE_TUNING: FineTuningParams | None = Field(
+        None,
+        description="fine-tune a pretrained base: FROZEN_EPOCHS with it frozen, then UNFREEZE "
+        "it with the learning rate times LEARNING_RATE_FACTOR, within NUM_EPOCHS; null: no "
+        "schedule",
     )
     CLASS_WEIGHT: Literal["balanced"] | dict[str, float] | None = Field(
         None,
@@ -175,3 +203,25 @@ class TrainingParams(Group):
         if folder is not None and (not folder.strip() or "://" in folder):
             raise ValueError("must be a local folder, or null for the default")
         return folder
+
+
+SCALED_SCHEDULE_PARAMS = ("initial_learning_rate", "values")  # a schedule's rates
+
+
+def scaled_learning_rate(rate: Any, factor: float) -> Any:
+    """``LEARNING_RATE`` times ``factor``: a number, or a schedule whose rates are scaled
+    (its ``initial_learning_rate``, or a piecewise schedule's ``values``)."""
+    if not isinstance(rate, dict):
+        return rate if rate is None else rate * factor
+    params = dict(rate.get("SCHEDULE_PARAMS") or {})
+    names = [name for name in SCALED_SCHEDULE_PARAMS if name in params]
+    if not names:
+        raise ConfigError(
+            "TRAINING.FINE_TUNING.LEARNING_RATE_FACTOR scales MODEL.OPTIMIZER_PARAMS."
+            "LEARNING_RATE, a number or a schedule with SCHEDULE_PARAMS.initial_learning_rate "
+            f"(or values); this schedule has neither ({rate}). Give one."
+        )
+    for name in names:
+        value = params[name]
+        params[name] = [v * factor for v in value] if isinstance(value, list) else value * factor
+    return {**rate, "SCHEDULE_PARAMS": params}

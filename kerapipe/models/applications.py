@@ -1,154 +1,229 @@
-"""Backbones from ``keras.applications``: Xception, MobileNetV2, EfficientNetB0, ResNet50,
-with a pooled dense head (or a per-pixel head for segmentation).
+"""Every ``keras.applications`` backbone by name (the table kerapipe/models/keras_backbones.py,
+derived from Keras), with the task's head on top: pooling, dropout and a dense layer, or for
+segmentation a per-pixel head on the backbone's last feature map (FCN-style; coarse, at 1/32
+of the input, resized bilinearly to it).
 
-Weights are never downloaded: ``WEIGHTS`` is ``null`` (random init), a local ``.h5`` weights
-file for the headless network, or ``imagenet`` if that file is already in Keras' cache.
+Each model takes raw 0-255 pixels and scales them itself as its pretrained weights expect:
+Keras' own ``preprocess_input`` of the backbone, measured once and built in as a frozen 1x1
+convolution (or nothing, for the backbones that scale inside themselves), so the saved model
+loads in safe mode and predicts without kerapipe. A backbone takes RGB: with a 1-channel
+``INPUT_SHAPE`` the grey image is repeated to 3 channels inside the model.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from kerapipe.errors import ConfigError, ModelError
-from kerapipe.models.base import BaseModelParams, Head, ModelBuilder
-from kerapipe.registry import register_model
+from kerapipe.models.base import BASE, FEATURES, BaseModelParams, Head, ModelBuilder
+from kerapipe.models.keras_backbones import BACKBONES
+from kerapipe.models.weights import WeightsFile, WeightsSpec, checked
+from kerapipe.registry import MODELS
+
+if TYPE_CHECKING:
+    import keras
+    import numpy as np
+
+    from kerapipe.config import DataParams
+
+IMAGENET = "imagenet"
 
 
 class ApplicationParams(BaseModelParams):
-    WEIGHTS: str | None = None
-    DROPOUT: float = Field(0.2, ge=0.0, lt=1.0)
-    FREEZE_BASE: bool = False
+    WEIGHTS: str | None = Field(
+        None,
+        description="the backbone's starting weights: null (random), imagenet (the file Keras "
+        "publishes, downloaded once into Keras' cache), a path, or a URL on a data source "
+        "(https://..., s3://...) of a weights file of the backbone without its top",
+    )
+    WEIGHTS_SHA256: str | None = Field(
+        None, description="the sha256 the WEIGHTS file must have; null: not checked"
+    )
+    DROPOUT: float = Field(0.2, ge=0.0, lt=1.0, description="dropout before the head")
+    FREEZE_BASE: bool = Field(
+        False,
+        description="keep the backbone frozen for the whole run (TRAINING.FINE_TUNING "
+        "unfreezes it after some epochs instead)",
+    )
+
+    @field_validator("WEIGHTS")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value or None
 
 
 class ApplicationBuilder(ModelBuilder):
-    """A ``keras.applications`` network without its top, plus pooling, dropout and the head.
-
-    A spatial head (segmentation) is instead a 1x1 convolution on the backbone's last feature
-    map, resized bilinearly to the input size (FCN-style; coarse, at 1/32 of the input).
-    """
+    """A ``keras.applications`` backbone without its top, called as a frozen base is
+    (``training=False``, as Keras' transfer-learning guide prescribes) when it starts from
+    pretrained weights, and the task's head."""
 
     Params = ApplicationParams
     spatial_output = True
-    application: ClassVar[str]  # attribute of keras.applications
-    imagenet_file: ClassVar[str]  # the headless weights file Keras would download
-    scale: ClassVar[float] = 1.0 / 127.5  # input scaling the pretrained weights expect
-    offset: ClassVar[float] = -1.0
+    has_base = True
+    constructor: ClassVar[str]  # attribute of keras.applications
+    module: ClassVar[str]  # keras.applications.<module>.preprocess_input
+    min_input_size: ClassVar[int] = 32
 
     def check_input_shape(self, shape: tuple[int, int, int]) -> None:
         super().check_input_shape(shape)
-        if self.params.WEIGHTS and shape[2] != 3:
+        if shape[2] == 4:
             raise ConfigError(
-                f"MODEL.MODEL_PARAMS.INPUT_SHAPE: pretrained {self.name} weights need 3 "
-                f"channels, got {list(shape)}. Set the last entry to 3 (grayscale images "
-                "are expanded) or set WEIGHTS to null."
+                f"MODEL.MODEL_PARAMS.INPUT_SHAPE: {self.name} takes RGB images, got 4 channels "
+                f"({list(shape)}). Set the last entry to 3 (images are converted to RGB when "
+                "decoded) or 1 (grey, repeated to 3 channels inside the model)."
             )
 
-    def check_files(self) -> None:
-        super().check_files()
-        self.weights_path()
+    def weights_specs(self) -> list[WeightsSpec]:
+        specs = super().weights_specs()
+        if self.params.WEIGHTS:
+            key = "MODEL.MODEL_PARAMS.WEIGHTS"
+            specs.append(WeightsSpec(key, self.params.WEIGHTS, self.params.WEIGHTS_SHA256))
+        return specs
 
-    def weights_path(self) -> str | None:
-        weights = self.params.WEIGHTS
-        if weights is None:
-            return None
-        if weights == "imagenet":
-            cached = Path.home() / ".keras" / "models" / self.imagenet_file
-            if cached.is_file():
-                return str(cached)
-            raise ModelError(
-                f"MODEL.MODEL_PARAMS.WEIGHTS: 'imagenet' needs {self.imagenet_file}, which "
-                "kerapipe never downloads. Copy that file to this machine and set WEIGHTS to "
-                f"its path (or place it at {cached}), or set WEIGHTS to null."
-            )
-        if not Path(weights).is_file():
-            raise ModelError(
-                f"MODEL.MODEL_PARAMS.WEIGHTS: file {weights!r} not found. Give the path of a "
-                f"local {self.name} weights file without the top, or set WEIGHTS to null."
-            )
-        return weights
+    def fetch(self, spec: WeightsSpec, data: DataParams | None) -> WeightsFile:
+        if spec.given == IMAGENET:
+            return self.imagenet_weights(spec)
+        return super().fetch(spec, data)
 
-    def preprocess(self, inputs):
-        """Scale raw 0-255 pixels the way the pretrained weights expect, with built-in layers
-        only, so the saved model loads in safe mode without kerapipe."""
-        from keras import layers
+    def imagenet_weights(self, spec: WeightsSpec) -> WeightsFile:
+        """The ImageNet weights file Keras publishes for this backbone, fetched as Keras
+        fetches it: into its cache (``$KERAS_HOME/models``, ``~/.keras/models``), once per
+        machine, checked against Keras' own hash where it has one, with a progress bar on a
+        terminal; a file already there touches no network."""
+        from kerapipe.upstream import keras_downloads
 
-        return layers.Rescaling(self.scale, offset=self.offset, name="preprocess")(inputs)
+        with keras_downloads() as calls:
+            try:
+                self.backbone(weights=IMAGENET)
+            except Exception as err:  # noqa: BLE001 - Keras raises a bare Exception offline
+                raise ModelError(_unfetched(spec, calls, err)) from None
+        fetched = [call for call in calls if call.path]
+        if not fetched:
+            raise ModelError(f"{spec.key}: Keras fetched no weights file for {self.name}.")
+        return checked(spec, fetched[-1].path)
 
-    def build(self, head: Head):
+    def backbone(self, weights: str | None = None) -> keras.Model:
+        """The Keras backbone without its top, for 3-channel images of ``INPUT_SHAPE``."""
+        import keras
+
+        height, width, _ = self.params.INPUT_SHAPE
+        constructor = getattr(keras.applications, self.constructor)
+        base = constructor(include_top=False, weights=weights, input_shape=(height, width, 3))
+        base.name = BASE  # renamed after: some constructors look their weights up by name
+        return base
+
+    def build(self, head: Head) -> keras.Model:
         import keras
         from keras import layers
 
-        weights = self.weights_path()
         inputs = keras.Input(shape=tuple(self.params.INPUT_SHAPE), name="image")
-        x = self.preprocess(inputs)
-        base = getattr(keras.applications, self.application)(
-            include_top=False, weights=None, input_shape=tuple(self.params.INPUT_SHAPE)
-        )
-        if weights:
-            try:
-                base.load_weights(weights)
-            except (ValueError, OSError) as err:
-                raise ModelError(
-                    f"MODEL.MODEL_PARAMS.WEIGHTS: {weights!r} does not fit a headless "
-                    f"{self.name}: {err}"
-                ) from None
+        x = layers.Concatenate(name="grey_to_rgb")([inputs] * 3) if self.grey else inputs
+        x = preprocessing(self.module, x)
+        base = self.backbone()
+        weights = self.weights_file("MODEL.MODEL_PARAMS.WEIGHTS")
+        if weights is not None:
+            self.load_base_weights(base, weights)
         base.trainable = not self.params.FREEZE_BASE
-        x = base(x)
+        # A pretrained or frozen base keeps its BatchNorm layers in inference mode, and any
+        # dropout inside it off, even once unfrozen (Keras' transfer-learning guide).
+        frozen_mode = self.pretrained or self.params.FREEZE_BASE
+        x = base(x, training=False if frozen_mode else None)
         if head.spatial:
+            x = layers.Identity(name=FEATURES)(x)
             x = layers.Dropout(self.params.DROPOUT)(x)
             x = layers.Conv2D(head.units, 1, name="pixel_logits")(x)
             height, width = self.params.INPUT_SHAPE[:2]
             x = layers.Resizing(height, width, interpolation="bilinear")(x)
             outputs = layers.Activation(head.activation, dtype="float32", name="pixel_scores")(x)
             return keras.Model(inputs, outputs, name=self.name)
-        x = layers.GlobalAveragePooling2D()(x)
+        x = layers.GlobalAveragePooling2D(name=FEATURES)(x)
         x = layers.Dropout(self.params.DROPOUT)(x)
         outputs = layers.Dense(head.units, activation=head.activation, dtype="float32")(x)
         return keras.Model(inputs, outputs, name=self.name)
 
+    @property
+    def grey(self) -> bool:
+        return self.params.INPUT_SHAPE[2] == 1
 
-@register_model("xception", summary="keras.applications.Xception backbone (inputs >= 71x71)")
-class Xception(ApplicationBuilder):
-    application = "Xception"
-    imagenet_file = "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    min_input_size = 71
-
-
-@register_model("mobilenet_v2", summary="keras.applications.MobileNetV2 backbone (inputs >= 32x32)")
-class MobileNetV2(ApplicationBuilder):
-    application = "MobileNetV2"
-    imagenet_file = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
-    min_input_size = 32
-
-
-@register_model("efficientnet_b0", summary="keras.applications.EfficientNetB0 backbone (>= 32x32)")
-class EfficientNetB0(ApplicationBuilder):
-    application = "EfficientNetB0"
-    imagenet_file = "efficientnetb0_notop.h5"
-    min_input_size = 32
-    scale, offset = 1.0, 0.0  # EfficientNet rescales 0-255 inputs itself
+    def load_base_weights(self, base: keras.Model, weights: WeightsFile) -> None:
+        try:
+            base.load_weights(weights.path)
+        except (ValueError, OSError) as err:
+            raise ModelError(
+                f"{weights.spec.key}: {weights.spec.given!r} does not fit a headless "
+                f"{self.name}: {err}"
+            ) from None
 
 
-@register_model("resnet50", summary="keras.applications.ResNet50 backbone (inputs >= 32x32)")
-class ResNet50(ApplicationBuilder):
-    application = "ResNet50"
-    imagenet_file = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    min_input_size = 32
-    imagenet_mean_bgr = (103.939, 116.779, 123.68)
+def preprocessing(module: str, x: Any) -> Any:
+    """``x`` scaled as ``keras.applications.<module>.preprocess_input`` scales it: a frozen
+    float32 1x1 convolution holding that function's per-channel affine map (channel order,
+    scale and offset), measured from the function itself; ``x`` unchanged where the map is
+    the identity (the backbone scales inside itself)."""
+    from keras import layers
 
-    def preprocess(self, inputs):
-        """Caffe-style: RGB to BGR and ImageNet mean subtraction, as a frozen 1x1 convolution."""
-        import numpy as np
-        from keras import layers
+    matrix, offset = affine_map(module)
+    if matrix is None:
+        return x
+    convert = layers.Conv2D(3, 1, trainable=False, dtype="float32", name="preprocess")
+    outputs = convert(x)
+    convert.set_weights([matrix.reshape(1, 1, 3, 3), offset])
+    return outputs
 
-        channels = self.params.INPUT_SHAPE[2]
-        if channels != 3:
-            return layers.Rescaling(1.0, offset=-float(np.mean(self.imagenet_mean_bgr)))(inputs)
-        convert = layers.Conv2D(3, 1, trainable=False, name="preprocess")
-        outputs = convert(inputs)
-        flip = np.eye(3, dtype="float32")[::-1].reshape(1, 1, 3, 3)
-        convert.set_weights([flip, -np.array(self.imagenet_mean_bgr, dtype="float32")])
-        return outputs
+
+def affine_map(module: str) -> tuple[np.ndarray | None, np.ndarray]:
+    """``(matrix, offset)`` with ``preprocess_input(x) == x @ matrix + offset`` for the RGB
+    pixels ``x`` (0-255) of ``keras.applications.<module>``; ``(None, 0)`` for the identity.
+    Checked on random pixels: a function that is not affine is an error, never a guess."""
+    import keras
+    import numpy as np
+
+    preprocess = getattr(keras.applications, module).preprocess_input
+    corners = np.array([[[[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]]]], np.float32)
+    out = np.asarray(preprocess(corners.copy()), np.float64)[0, 0]
+    offset, matrix = out[0], (out[1:] - out[0]) / 255.0
+    probe = np.random.default_rng(0).uniform(0, 255, (1, 4, 4, 3)).astype(np.float32)
+    expected = np.asarray(preprocess(probe.copy()), np.float64)
+    if not np.allclose(probe.astype(np.float64) @ matrix + offset, expected, atol=1e-3):
+        raise ModelError(f"keras.applications.{module}.preprocess_input is not affine")
+    if np.allclose(matrix, np.eye(3)) and np.allclose(offset, 0.0):
+        return None, np.zeros(3, np.float32)
+    return matrix.astype(np.float32), offset.astype(np.float32)
+
+
+def _unfetched(spec: WeightsSpec, calls: list, err: Exception) -> str:
+    """The message for ImageNet weights that could not be fetched: the URL, and where to
+    put the file by hand."""
+    if not calls:
+        return f"{spec.key}: {spec.given}: {err}"
+    call = calls[-1]
+    reason = str(err).replace(f"URL fetch failure on {call.origin}: ", "").replace("None -- ", "")
+    return (
+        f"{spec.key}: imagenet needs {call.fname}, which could not be downloaded from "
+        f"{call.origin} ({reason.strip() or type(err).__name__}). Download it on a machine "
+        f"with network access and put it at {call.target} (KERAS_HOME moves that folder), or "
+        "set WEIGHTS to the path or URL of the file, or to null."
+    )
+
+
+def _register_every_backbone() -> None:
+    """One registered model per ``keras.applications`` backbone, each its own builder class
+    (named for its constructor), registered by this module's name so nothing is imported
+    until it is used."""
+    for name, constructor, module, min_size in BACKBONES:
+        builder = type(
+            constructor,
+            (ApplicationBuilder,),
+            {"constructor": constructor, "module": module, "min_input_size": min_size},
+        )
+        globals()[constructor] = builder
+        MODELS.register(
+            name,
+            builder,
+            summary=f"keras.applications.{constructor} backbone (inputs >= {min_size}x{min_size})",
+        )
+
+
+_register_every_backbone()

@@ -20,6 +20,7 @@ def run_pipeline(ctx: RunContext) -> None:
     from kerapipe.steps.validate import validate_pipeline
 
     log.info(validate_pipeline(ctx, read_labels=True))
+    ctx.builder.resolve_weights(ctx.params.DATA)  # fetched (or found cached) before any stage
     run_inventory(ctx)
     run_training(ctx)
     if ctx.params.DATA.EXPORT.FORMATS:

@@ -31,7 +31,6 @@ from kerapipe.sources import LocalSource
 from kerapipe.steps.inventory import inventory_settings
 from kerapipe.training import live as dvclive
 from kerapipe.training.checkpoints import Checkpoints
-from kerapipe.training.fit import fit
 from kerapipe.training.inputs import TrainingInputs, evaluation_data, training_inputs
 from kerapipe.training.model import load_checkpoint, new_model
 from kerapipe.training.outputs import (
@@ -40,6 +39,7 @@ from kerapipe.training.outputs import (
     write_run_info,
     write_validation_predictions,
 )
+from kerapipe.training.phases import Phases
 from kerapipe.training.processes import local_copy, resume_on_every_process
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,11 @@ class Run:
     weights: dict = field(default_factory=dict)
 
     def build(self):
-        """A new model, compiled (kerapipe/training/model.py)."""
-        return new_model(self.ctx.builder, self.ctx.task.head, self.ctx.params.MODEL)
+        """A new model, compiled (kerapipe/training/model.py); its base frozen when a
+        fine-tuning schedule starts frozen."""
+        schedule = self.ctx.params.TRAINING.FINE_TUNING
+        frozen = schedule is not None and schedule.FROZEN_EPOCHS > 0
+        return new_model(self.ctx.builder, self.ctx.task.head, self.ctx.params.MODEL, frozen)
 
 
 def run_training(ctx: RunContext) -> TrainingResult:
@@ -95,8 +98,12 @@ def _train(run: Run) -> TrainingResult:
     table, inventory_csv = read_matching_inventory(
         ctx.inventory, inventory_settings(ctx), ctx.task.layout
     )
+    files = ctx.builder.resolve_weights(ctx.params.DATA)  # fetched now: their sha256 count
     run.weights = fingerprints.weights_settings(
-        ctx.params, inventory_csv, ctx.task.layout.display_only_params
+        ctx.params,
+        inventory_csv,
+        ctx.task.layout.display_only_params,
+        {key: file.sha256 for key, file in files.items()},
     )
     if dist.from_writer(run.paths.source.exists(run.paths.model) and not ctx.params.TRAINING.FORCE):
         if dist.writer:
@@ -158,14 +165,15 @@ def _starting_model(run: Run, checkpoints: Checkpoints):
 
 
 def _epochs(run: Run, model, inputs: TrainingInputs, checkpoints, state, live_set_aside):
-    """Fit the epochs left; ``(history, the DVCLive logger)``. A failure undoes the run's
-    partial checkpoints and puts the set-aside DVCLive folder back."""
-    training = run.ctx.params.TRAINING
+    """Fit the epochs left, phase by phase (kerapipe/training/phases.py); ``(history, the
+    DVCLive logger)``. A failure undoes the run's partial checkpoints and puts the set-aside
+    DVCLive folder back."""
+    ctx, training = run.ctx, run.ctx.params.TRAINING
     initial_epoch = state.epoch if state else 0
     logger = None
     try:
         past_epochs = checkpoints.trim_log(initial_epoch)
-        logged = {**run.ctx.params.model_dump(), "RESOLVED_SEED": run.seed}
+        logged = {**ctx.params.model_dump(), "RESOLVED_SEED": run.seed}
         logger = dvclive.EpochLogger(partial(dvclive.open_live, logged, past_epochs, run.live_dir))
         # Under a multi-process distribution every process takes part in each save, on the
         # training thread; otherwise a background thread writes the checkpoints.
@@ -174,18 +182,22 @@ def _epochs(run: Run, model, inputs: TrainingInputs, checkpoints, state, live_se
             (live_set_aside,), background=not run.dist.multi_process,
         )  # fmt: skip
         steps = backend.steps_per_execution(training.STEPS_PER_EXECUTION, training.DISTRIBUTION)
+        phases = Phases(
+            ctx.task, ctx.builder, ctx.params.MODEL, training, inputs, checkpoints, run.dist
+        )
         with storage_errors(
             f"the checkpoints in {run.paths.checkpoints}",
             "rerun with TRAINING.LOAD_CHECKPOINT: true to continue after the last epoch",
         ):
-            history = fit(model, inputs.fit, training.NUM_EPOCHS, initial_epoch, callbacks, steps)
+            history = phases.run(model, initial_epoch, callbacks, steps)
+            checkpoints.finish()
     except BaseException:
         if logger is not None:
             logger.settle()
         checkpoints.clean_up_after_failure()
         live_set_aside.restore()
         raise
-    return history.history, logger.opened()
+    return history, logger.opened()
 
 
 def _write_outputs(run: Run, working, model, inputs: TrainingInputs, checkpoints, live, initial):
@@ -210,5 +222,6 @@ def _write_outputs(run: Run, working, model, inputs: TrainingInputs, checkpoints
             "distribution": run.dist.name,
             "processes": run.dist.process_count,
             "resumed_after_epoch": initial,
+            "weights_files": {k: f.record() for k, f in run.ctx.builder.weights.items()},
         }
         write_run_info(working, facts, run.weights, task.describe_outputs())

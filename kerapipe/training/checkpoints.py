@@ -73,6 +73,7 @@ class Checkpoints:
         self.monitor = monitor
         self.set_aside = SetAside(folder.path, folder.source)
         self.writer: EpochWriter | None = None
+        self.recorder: EpochRecorder | None = None
 
     @property
     def directory(self) -> str:
@@ -229,19 +230,35 @@ class Checkpoints:
         checkpoint is saved on the training thread (the writer still writes ``state.json``)."""
         self.writer = EpochWriter(self, load, (self.set_aside, *set_asides))
         self.writer.copy_failed = not background
-        recorder = EpochRecorder(self, self.writer, state)
+        self.recorder = EpochRecorder(self, self.writer, state)
         return [
-            recorder.snapshot,
+            self.recorder.snapshot,
             keras.callbacks.CSVLogger(str(self.log_file), append=True),
             *others,
-            recorder,
+            self.recorder,
         ]
 
+    def track(self, model: keras.Model | None) -> None:
+        """Checkpoint ``model`` whatever model ``fit`` trains (the whole model while its head
+        trains on cached features); None: the model ``fit`` trains."""
+        self.recorder.tracked = model
+
+    def model_changed(self) -> None:
+        """The model's trainable variables or its optimizer changed (fine-tuning unfroze its
+        base): the writer's copy no longer matches, and is made again from the next epoch."""
+        self.writer.copy = None
+
     def finish(self) -> None:
-        """Wait until every epoch handed to the writer is on disk; raise the first error
-        it met (a full disk, say)."""
+        """Wait until every epoch handed to the writer is on disk and stop it; raise the
+        first error it met (a full disk, say)."""
         if self.writer is not None:
             self.writer.close()
+
+    def flush(self) -> None:
+        """Wait until every epoch handed to the writer is on disk (it goes on for the next
+        ``fit``); raise the first error it met."""
+        if self.writer is not None:
+            self.writer.drain()
 
     def write_epoch(self, job: EpochJob, save: Callable[[Path], None] | None) -> None:
         """Write one epoch's files, then ``state.json`` naming them, then prune (in the
@@ -305,15 +322,21 @@ class EpochRecorder(keras.callbacks.Callback):
         self.best_value = state.best_value if state else None
         self.snapshot = keras.callbacks.LambdaCallback(on_epoch_end=self._take_snapshot)
         self.values: tuple[list[np.ndarray], list[np.ndarray]] | None = None
+        self.tracked: keras.Model | None = None  # see Checkpoints.track
+
+    @property
+    def saved(self) -> keras.Model:
+        """The model each checkpoint holds."""
+        return self.tracked or self.model
 
     def _take_snapshot(self, epoch: int, logs: dict | None = None) -> None:
-        if self.writer.takes(self.model):
-            self.values = variable_values(self.model)
+        if self.writer.takes(self.saved):
+            self.values = variable_values(self.saved)
             return
         self.values = None
         path = self.checkpoints.folder.local_file(f"epoch_{epoch + 1:04d}.keras")
         with atomic.atomic_path(path, suffix=".keras") as tmp:
-            self.model.save(str(tmp))
+            self.saved.save(str(tmp))
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         current = (logs or {}).get(self.checkpoints.monitor)
@@ -336,7 +359,7 @@ class EpochRecorder(keras.callbacks.Callback):
         self.values = None
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        self.checkpoints.finish()
+        self.checkpoints.flush()
 
 
 def variable_values(model: keras.Model) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -395,6 +418,11 @@ class EpochWriter:
             self.thread.join()
         self._raise()
 
+    def drain(self) -> None:
+        """Wait for every queued epoch; raise the first error."""
+        self.queue.join()
+        self._raise()
+
     def _raise(self) -> None:
         if self.error is not None:
             error, self.error = self.error, None
@@ -403,12 +431,14 @@ class EpochWriter:
     def _run(self) -> None:
         failed = False
         while (job := self.queue.get()) is not None:
-            if failed:
-                continue
             try:
-                self._write(job)
+                if not failed:
+                    self._write(job)
             except BaseException as err:  # noqa: BLE001 - raised on the training thread
                 self.error, failed = err, True
+            finally:
+                self.queue.task_done()
+        self.queue.task_done()
 
     def _write(self, job: EpochJob) -> None:
         save = None if job.values is None else self._save_from_copy(job.values)

@@ -26,10 +26,19 @@ class TrainingInputs:
 
     train_rows: pd.DataFrame
     validation_rows: pd.DataFrame
-    local_validation: pd.DataFrame
+    local_rows: pd.DataFrame
     options: DatasetOptions
     batch_size: int
+    seed: int
     fit: FitData
+
+    @property
+    def local_train(self) -> pd.DataFrame:
+        return self.local_rows[self.local_rows.split == "train"]
+
+    @property
+    def local_validation(self) -> pd.DataFrame:
+        return self.local_rows[self.local_rows.split == "validation"]
 
 
 def training_inputs(
@@ -64,7 +73,9 @@ def training_inputs(
         validation = task.data.dataset(local_validation, batch_size, None, options=evaluation)
     class_weight = task.data.class_weights(training.CLASS_WEIGHT, train_rows)
     fit = FitData(train, validation, named, class_weight, options.store())
-    return TrainingInputs(train_rows, validation_rows, local_validation, options, batch_size, fit)
+    return TrainingInputs(
+        train_rows, validation_rows, local_rows, options, batch_size, seed, fit
+    )
 
 
 def evaluation_data(task: Task, inputs: TrainingInputs, per_replica_batch: int):

@@ -12,13 +12,14 @@ import keras
 from dvclive import Live
 from dvclive.utils import standardize_metric_name
 
-from kerapipe.upstream import studio_drops_data
+from kerapipe.upstream import LiveInRepositoryOnly, studio_drops_data
 
 DVCLIVE_DIR = "dvclive"
 
 
-class RunLive(Live):
-    """DVCLive's logger, minus the DVC Studio update it builds at every step when no
+class RunLive(LiveInRepositoryOnly):
+    """DVCLive's logger (linked to the DVC repository only where there is one with a commit:
+    kerapipe/upstream.py), minus the DVC Studio update it builds at every step when no
     Studio is set up to receive it: DVCLive re-reads every metric file and the params to
     build it, then drops it (work that grows with the epochs); with Studio set up
     (``DVC_STUDIO_TOKEN``, or ``studio`` in DVC's config) it is sent as before."""

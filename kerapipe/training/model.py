@@ -15,11 +15,19 @@ from kerapipe.models.base import ModelBuilder
 from kerapipe.tasks.base import TaskHead
 
 
-def new_model(builder: ModelBuilder, head: TaskHead, settings: ModelParams) -> keras.Model:
-    """Build the registered model with the task's head, load ``INITIAL_WEIGHTS``, and compile
-    it with the components of ``settings`` (the params' ``MODEL`` group)."""
+def new_model(
+    builder: ModelBuilder, head: TaskHead, settings: ModelParams, frozen_base: bool = False
+) -> keras.Model:
+    """Build the registered model with the task's head, load ``INITIAL_WEIGHTS``, freeze its
+    base (``frozen_base``: fine-tuning starts frozen), and compile it with the components of
+    ``settings`` (the params' ``MODEL`` group)."""
     model = builder.build(head.output_head())
-    load_initial_weights(model, builder.params.INITIAL_WEIGHTS)
+    initial = builder.weights_file("MODEL.MODEL_PARAMS.INITIAL_WEIGHTS")
+    load_initial_weights(model, initial.path if initial else None)
+    if frozen_base:
+        from kerapipe.training.fine_tuning import freeze
+
+        freeze(model)
     compile_model(model, head, settings)
     return model
 

@@ -1,0 +1,170 @@
+"""Your own images, by params alone: what the digits sample never shows, each one clear message
+before any work or a correct result (issue 23, "Your own images")."""
+
+from __future__ import annotations
+
+import copy
+import json
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from kerapipe.config import validate_params
+from kerapipe.errors import DataError
+from kerapipe.steps.inventory import run_inventory
+from kerapipe.steps.validate import validate_pipeline
+from kerapipe.tasks.classification.head import classification_scores
+from tests.helpers import BIN, context, kerapipe, run, start
+
+SIZES = {"cats": 20, "dogs": 12, "owls": 2}  # the classes of the issue's report
+
+
+def photos(root: Path, sizes: dict[str, int]) -> Path:
+    """Small PNGs in one folder per class (``sizes``: images per class)."""
+    rng = np.random.default_rng(0)
+    for name, count in sizes.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            pixels = rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{name}_{i:02d}.png")
+    return root
+
+
+def own_params(default_params: dict, tmp_path: Path, data: Path, **updates) -> dict:
+    """The project's params on ``data``: classes from the folders, as a new user leaves them."""
+    params = copy.deepcopy(default_params)
+    params["DATA"].update(
+        INVENTORY_DATA_DIR=str(data),
+        INVENTORY_CSV_DIR=str(tmp_path / "inventory"),
+        TRAINING_MODEL_DIR=str(tmp_path / "models"),
+        PREDICTION_DATA_DIR=str(data),
+        PREDICTION_LABELS=None,
+        PREDICTION_OUTPUT_DIR=str(tmp_path / "predictions"),
+    )
+    params["PIPELINE"]["TASK_PARAMS"] = {}
+    params["MODEL"]["MODEL_PARAMS"] = {"INPUT_SHAPE": [12, 12, 3]}
+    for dotted, value in updates.items():
+        group, key = dotted.split(".", 1)
+        params[group][key] = value
+    return params
+
+
+def test_every_class_gets_a_validation_image(default_params, tmp_path):
+    """20, 12 and 2 images with VALIDATION_SPLIT 0.15: a stratified split alone leaves the
+    class of two without one; kerapipe gives it one, and the split keeps its size."""
+    data = photos(tmp_path / "data", SIZES)
+    params = own_params(default_params, tmp_path, data, **{"INVENTORY.VALIDATION_SPLIT": 0.15})
+    run_inventory(context(validate_params(params)))
+    table = pd.read_csv(tmp_path / "inventory" / "inventory.csv")
+    validation = table[table.split == "validation"]
+    assert set(validation.class_name) == set(SIZES)
+    assert len(validation) == 6  # ceil(34 * 0.15), as scikit-learn sizes it
+    assert (table[table.split == "train"].class_name.value_counts() >= 1).all()
+    run_inventory(context(validate_params({**params, "INVENTORY": {
+        **params["INVENTORY"], "FORCE": True}})))  # fmt: skip
+    assert pd.read_csv(tmp_path / "inventory" / "inventory.csv").equals(table)  # seeded
+
+
+def test_a_class_without_a_validation_image_stays_out_of_the_averages(caplog):
+    """A class absent from the truth has no F1 to average: macro F1 over the others (0.4 in
+    the issue's report, not 0.267), and a warning names it."""
+    from kerapipe.tasks.classification.head import warn_unvalidated
+
+    classes = {"cats": 0, "dogs": 1, "owls": 2}
+    truth = np.array([0, 0, 1, 1])
+    predicted = np.array([0, 1, 1, 0])
+    scores = classification_scores(truth, predicted, None, classes)
+    assert scores["macro_f1"] == pytest.approx(0.5)
+    assert set(scores["f1"]) == {"cats", "dogs"} and scores["support"]["owls"] == 0
+    caplog.set_level("WARNING")
+    warn_unvalidated(scores, "the validation split")
+    assert "1 class(es) have no image in the validation split" in caplog.text
+    assert "owls" in caplog.text
+
+
+def test_validate_catches_a_class_too_small_to_split(default_params, tmp_path):
+    data = photos(tmp_path / "data", {"cats": 5, "dogs": 5, "owls": 1})
+    params = own_params(default_params, tmp_path, data)
+    with pytest.raises(DataError, match=r"1 class\(es\) have fewer than 2 images.*owls \(1\)"):
+        validate_pipeline(context(validate_params(params)))
+    with pytest.raises(DataError, match="owls"):  # the inventory says the same
+        run_inventory(context(validate_params(params)))
+    assert not (tmp_path / "inventory").exists()
+
+
+def test_an_empty_class_folder_is_named_as_such(default_params, tmp_path):
+    """Not "NUM_CLASSES is 3 but ... 4 classes": the folder without images is the problem."""
+    data = photos(tmp_path / "data", {"cats": 3, "dogs": 3, "owls": 3})
+    (data / "birds").mkdir()
+    params = own_params(default_params, tmp_path, data)
+    params["MODEL"]["MODEL_PARAMS"]["NUM_CLASSES"] = 3
+    with pytest.raises(DataError) as caught:
+        validate_pipeline(context(validate_params(params)))
+    assert "class folder" in str(caught.value) and "birds' has no images" in str(caught.value)
+    assert "NUM_CLASSES" not in str(caught.value)
+
+
+@pytest.mark.e2e
+def test_kerapipe_run_checks_every_stage_first_and_leaves_git_alone(default_params, tmp_path):
+    """In a fresh git repository with no commit: a missing labels file stops `kerapipe run`
+    before the first stage; then it runs to the end, and the user's git index stays empty
+    (DVCLive never runs `dvc init` there)."""
+    project = tmp_path / "mine"
+    data = photos(project / "photos", {"cats": 4, "dogs": 4})
+    run(["git", "init", "-q"], project)
+    params = own_params(default_params, project, data, **{"TRAINING.NUM_EPOCHS": 1})
+    params["DATA"]["PREDICTION_LABELS"] = str(project / "labels.csv")  # not there
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    failed = kerapipe(project, "run")
+    assert failed.returncode == 1
+    assert "DATA.PREDICTION_LABELS" in failed.stderr and "not found" in failed.stderr
+    assert not (project / "inventory").exists()  # nothing ran
+
+    params["DATA"]["PREDICTION_LABELS"] = None
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    done = kerapipe(project, "run")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (project / "predictions" / "predictions.csv").is_file()
+    assert (project / "dvclive" / "metrics.json").is_file()
+    staged = run(["git", "diff", "--cached", "--name-only"], project).stdout
+    assert staged == "" and not (project / ".dvc").exists()
+
+
+def test_labels_are_read_before_kerapipe_run_trains(default_params, tmp_path):
+    """Labels naming a class the data does not have are refused before any work."""
+    data = photos(tmp_path / "data", {"cats": 3, "dogs": 3})
+    labels = tmp_path / "labels.csv"
+    labels.write_text("filename,class_name\ncats/cats_00.png,owls\n")
+    params = own_params(default_params, tmp_path, data)
+    params["DATA"]["PREDICTION_LABELS"] = str(labels)
+    with pytest.raises(DataError, match="names classes the model does not know: owls"):
+        validate_pipeline(context(validate_params(params)), read_labels=True)
+
+
+@pytest.mark.e2e
+def test_ctrl_c_ends_with_one_line_and_keeps_the_checkpoints(make_params, tmp_path):
+    """Ctrl-C during training: one line that says what is kept, no traceback and none of
+    the "Exception ignored" lines DVC's git library prints when freed at exit."""
+    params, path = make_params({"TRAINING.NUM_EPOCHS": 200})
+    assert kerapipe(tmp_path, "inventory", "--params", str(path)).returncode == 0
+    process = start([str(BIN / "kerapipe"), "train", "--params", str(path)], tmp_path)
+    state = tmp_path / "models" / "digits_cnn" / "checkpoints" / "state.json"
+    deadline = time.monotonic() + 300
+    while not state.is_file() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert state.is_file(), process.stdout.read()
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 130, output[-3000:]
+    assert "Traceback" not in output and "Exception ignored" not in output
+    assert [line for line in output.splitlines() if "interrupted" in line] == [
+        "kerapipe train: interrupted. The checkpoints of the epochs completed are kept: rerun "
+        "with TRAINING.LOAD_CHECKPOINT: true to continue after the last one."
+    ]
+    assert json.loads(state.read_text())["epoch"] >= 1
