@@ -108,9 +108,10 @@ class Phases:
         return head, self.features_data(cached)
 
     def features_data(self, cached) -> FitData:
-        """The datasets of ``fit`` with each image's cached features in place of it."""
+        """The datasets of ``fit`` with each image's cached features in place of it, held in
+        memory after the first epoch when they fit (they are small beside images)."""
         inputs = self.inputs
-        options = replace(inputs.options, features=cached)
+        options = replace(inputs.options, features=cached, cache="memory")
         dataset = self.task.data.dataset
         train = dataset(inputs.local_train, inputs.batch_size, inputs.seed, options)
         validation = None
