@@ -168,3 +168,48 @@ def test_ctrl_c_ends_with_one_line_and_keeps_the_checkpoints(make_params, tmp_pa
         "with TRAINING.LOAD_CHECKPOINT: true to continue after the last one."
     ]
     assert json.loads(state.read_text())["epoch"] >= 1
+
+
+@pytest.mark.e2e
+def test_own_images_fine_tuned_by_params_alone(project):
+    """From a folder of class folders to a fine-tuned, scored model through `dvc exp run -S`
+    alone, never an edit of dvc.yaml: first without labels for the images to predict on
+    (DATA.PREDICTION_LABELS=null), then with them."""
+    import keras
+
+    photos(project / "photos", {"cats": 12, "dogs": 12})
+    photos(project / "to_predict", {"cats": 2, "dogs": 2})
+    pd.DataFrame(
+        {"filename": [f"{c}/{c}_{i:02d}.png" for c in ("cats", "dogs") for i in range(2)],
+         "class_name": ["cats", "cats", "dogs", "dogs"]}
+    ).to_csv(project / "labels.csv", index=False)  # fmt: skip
+    base = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
+    base.save_weights(project / "pretrained.weights.h5")
+    overrides = [
+        "DATA.INVENTORY_DATA_DIR=photos",
+        "DATA.PREDICTION_DATA_DIR=to_predict",
+        "DATA.PREDICTION_LABELS=null",
+        "DATA.TRAINING_MODEL_NAME=pets",
+        "PIPELINE.TASK_PARAMS.CLASS_NAMES=null",  # the classes: the sub-folders, sorted
+        "PIPELINE.TASK_PARAMS.CLASS_LABELS=null",
+        "MODEL.MODEL_NAME=mobilenet_v2",
+        "MODEL.MODEL_PARAMS.INPUT_SHAPE=[32,32,3]",
+        "MODEL.MODEL_PARAMS.NUM_CLASSES=null",  # derived from the classes found
+        "++MODEL.MODEL_PARAMS.WEIGHTS=pretrained.weights.h5",  # ++: added (or overridden)
+        "TRAINING.NUM_EPOCHS=3",
+        "TRAINING.FINE_TUNING={FROZEN_EPOCHS: 2, UNFREEZE: all, LEARNING_RATE_FACTOR: 0.1}",
+    ]
+    args = ["dvc", "exp", "run", *(part for o in overrides for part in ("-S", o))]
+    first = run(args, project)
+    assert "Running stage 'train'" in first.stdout
+    predictions = pd.read_csv(project / "predictions" / "predictions.csv")
+    assert len(predictions) == 4 and set(predictions.class_name) <= {"cats", "dogs"}
+    assert not (project / "predictions" / "metrics.json").exists()  # no labels, no scores
+    outputs = json.loads((project / "models" / "pets" / "outputs.json").read_text())
+    assert outputs["classes"] == {"cats": 0, "dogs": 1}  # the folders, sorted
+
+    scored = run([*args, "-S", "DATA.PREDICTION_LABELS=labels.csv"], project)
+    assert "Running stage 'predict'" in scored.stdout
+    assert "Stage 'train' didn't change" in scored.stdout  # labels rerun predict alone
+    held_out = json.loads((project / "predictions" / "metrics.json").read_text())["held_out"]
+    assert held_out["images"] == 4 and set(held_out["f1"]) == {"cats", "dogs"}
