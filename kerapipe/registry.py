@@ -47,6 +47,7 @@ class Entry:
     target: Any
     summary: str = ""
     requires: tuple[str, ...] = ()  # import names of optional packages it needs
+    install: str = ""  # how to install them, when it is not `pip install <names>`
 
     def missing_packages(self) -> list[str]:
         """The packages in ``requires`` that are not installed (found without importing)."""
@@ -97,24 +98,30 @@ class Registry:
             self._plugins.add(point.name)
 
     def register(
-        self, name: str, target: Any = None, *, summary: str = "", requires: Iterable[str] = ()
+        self,
+        name: str,
+        target: Any = None,
+        *,
+        summary: str = "",
+        requires: Iterable[str] = (),
+        install: str = "",
     ) -> Any:
         """Register ``target`` under ``name``; without ``target``, work as a decorator.
 
         ``requires`` names optional packages the component needs (``kerapipe validate``
-        says which to install when one is missing).
+        says which to install when one is missing, with ``install`` when given).
         """
         if target is None:
 
             def decorator(obj: Any) -> Any:
-                self.register(name, obj, summary=summary, requires=requires)
+                self.register(name, obj, summary=summary, requires=requires, install=install)
                 return obj
 
             return decorator
         if name in self._own and name not in self._plugins:
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self._plugins.discard(name)  # kerapipe's own wins over a plug-in found earlier
-        self._own[name] = Entry(name, target, summary, tuple(requires))
+        self._own[name] = Entry(name, target, summary, tuple(requires), install)
         return target
 
     def get(self, name: str) -> Any:
@@ -132,12 +139,13 @@ class Registry:
         that is not installed (no imports)."""
         if name not in self._entries:
             raise ConfigError(f"{key}: {self.unknown_message(name)}")
-        missing = self._entries[name].missing_packages()
+        entry = self._entries[name]
+        missing = entry.missing_packages()
         if missing:
+            install = entry.install or f"pip install {' '.join(missing)}"
             raise ConfigError(
                 f"{key}: {self.kind} {name!r} needs the package(s) {', '.join(missing)}, which "
-                f"are not installed. Install them (pip install {' '.join(missing)}) or remove "
-                f"{name!r}."
+                f"are not installed. Install them ({install}) or remove {name!r}."
             )
 
     def unknown_message(self, name: str) -> str:

@@ -1,3 +1,3 @@
 """Model architectures. Each module registers its builders with ``@register_model``."""
 
-from kerapipe.models import applications, simple_cnn, unet  # noqa: F401
+from kerapipe.models import applications, hub, simple_cnn, unet  # noqa: F401

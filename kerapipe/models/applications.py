@@ -119,8 +119,8 @@ class ApplicationBuilder(ModelBuilder):
         from keras import layers
 
         inputs = keras.Input(shape=tuple(self.params.INPUT_SHAPE), name="image")
-        x = layers.Concatenate(name="grey_to_rgb")([inputs] * 3) if self.grey else inputs
-        x = preprocessing(self.module, x)
+        x = grey_to_rgb(inputs) if self.grey else inputs
+        x = preprocessing_layer(*affine_map(self.module))(x)
         base = self.backbone()
         weights = self.weights_file("MODEL.MODEL_PARAMS.WEIGHTS")
         if weights is not None:
@@ -157,26 +157,35 @@ class ApplicationBuilder(ModelBuilder):
             ) from None
 
 
-def preprocessing(module: str, x: Any) -> Any:
-    """``x`` scaled as ``keras.applications.<module>.preprocess_input`` scales it: a frozen
-    float32 1x1 convolution holding that function's per-channel affine map (channel order,
-    scale and offset), measured from the function itself; ``x`` unchanged where the map is
-    the identity (the backbone scales inside itself)."""
+def grey_to_rgb(x: Any) -> Any:
+    """A grey image repeated to three channels (a built-in layer: safe to load)."""
     from keras import layers
 
-    matrix, offset = affine_map(module)
+    return layers.Concatenate(name="grey_to_rgb")([x, x, x])
+
+
+def preprocessing_layer(matrix: np.ndarray | None, offset: np.ndarray) -> Any:
+    """A frozen float32 1x1 convolution computing ``x @ matrix + offset`` on RGB pixels (a
+    backbone's own scaling, in the model), or nothing for the identity (``matrix`` None)."""
+    from keras import layers
+
     if matrix is None:
-        return x
-    convert = layers.Conv2D(3, 1, trainable=False, dtype="float32", name="preprocess")
-    outputs = convert(x)
-    convert.set_weights([matrix.reshape(1, 1, 3, 3), offset])
-    return outputs
+        return lambda x: x
+
+    def scale(x: Any) -> Any:
+        convert = layers.Conv2D(3, 1, trainable=False, dtype="float32", name="preprocess")
+        outputs = convert(x)
+        convert.set_weights([matrix.reshape(1, 1, 3, 3), offset])
+        return outputs
+
+    return scale
 
 
 def affine_map(module: str) -> tuple[np.ndarray | None, np.ndarray]:
     """``(matrix, offset)`` with ``preprocess_input(x) == x @ matrix + offset`` for the RGB
-    pixels ``x`` (0-255) of ``keras.applications.<module>``; ``(None, 0)`` for the identity.
-    Checked on random pixels: a function that is not affine is an error, never a guess."""
+    pixels ``x`` (0-255) of ``keras.applications.<module>``, measured from that function;
+    ``(None, 0)`` for the identity. Checked on random pixels: a function that is not affine
+    is an error, never a guess."""
     import keras
     import numpy as np
 
