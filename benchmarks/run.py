@@ -32,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import frozen  # noqa: E402
 import synthetic  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -505,7 +506,13 @@ def worker_modules(spec: dict) -> dict:
     return {m: m in sys.modules for m in ("tensorflow", "keras", "pandas")}
 
 
+def run_worker_weights(folder: Path) -> Path:
+    """The frozen rows' weights file, made in a worker (TensorFlow stays out of this one)."""
+    return Path(worker("frozen_weights", {"folder": str(folder)})["path"])
+
+
 WORKERS = {
+    "frozen_weights": lambda spec: {"path": str(frozen.weights_file(Path(spec["folder"])))},
     "fit": worker_fit,
     "remote_fit": worker_remote_fit,
     "predict": worker_predict,
@@ -1081,7 +1088,7 @@ def table(rows: list[Row]) -> str:
 
 BENCHES = (
     "training", "input", "remote", "predict", "inventory", "startup", "memory", "dvc", "command",
-    "jax",
+    "jax", "frozen",
 )  # fmt: skip
 
 
@@ -1117,9 +1124,12 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     if "training" in chosen:
         rows += bench_training(sizes, train, work)
-    if "input" in chosen:
+    if {"input", "frozen"} & set(chosen):
         photos = synthetic.make_photos(root / f"photos_{sizes['photos']}", sizes["photos"])
+    if "input" in chosen:
         rows += bench_input(sizes, photos, work)
+    if "frozen" in chosen:
+        rows += frozen.bench_frozen(sizes, photos, work, mode, sys.modules[__name__])
     if "remote" in chosen:
         rows += bench_remote(sizes, train, work)
     if "predict" in chosen:
