@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from pydantic import Field
 
 from kerapipe.errors import ConfigError, ModelError
@@ -30,6 +29,7 @@ from kerapipe.registry import register_model
 
 if TYPE_CHECKING:
     import keras
+    import numpy as np
 
 INSTALL = 'pip install -e ".[cpu,hub]" && pip install --no-deps "keras-hub==0.32.0"'
 

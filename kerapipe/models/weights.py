@@ -114,7 +114,6 @@ def _local_copy(spec: WeightsSpec, data: DataParams | None) -> str:
     local = source.local_path(spec.given)
     if not os.path.isfile(local):
         raise ModelError(
-            f"{spec.key}: {spec.given} not found on its source. Check the URL, or set it to "
-            "null."
+            f"{spec.key}: {spec.given} not found on its source. Check the URL, or set it to null."
         )
     return local

@@ -23,9 +23,9 @@ from kerapipe import fingerprints
 from kerapipe.artifacts import check_model_matches, load_model
 from kerapipe.backend import require_backend
 from kerapipe.context import RunContext
-from kerapipe.errors import DataError
 from kerapipe.image_probe import ImageInfo, probe_images
 from kerapipe.images import describe_problems, find_bad_images
+from kerapipe.steps.validate import check_labels
 from kerapipe.tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -65,16 +65,6 @@ def run_prediction(ctx: RunContext) -> PredictionResult:
     if scored is None and files.output.source.exists(files.metrics):
         files.output.source.remove(files.metrics)  # an earlier run's scores, of other predictions
     return PredictionResult(out, len(paths), scored)
-
-
-def check_labels(ctx: RunContext) -> None:
-    """``DATA.PREDICTION_LABELS``, when set, must exist (predict scores itself against it)."""
-    files = ctx.predictions
-    if files.labels and not files.images.source.exists(files.labels):
-        raise DataError(
-            f"DATA.PREDICTION_LABELS: {files.labels!r} not found. Point it at the true answers "
-            "for the images to predict on, or set it to null."
-        )
 
 
 def _warn_unpredicted(paths: list[str], statuses: list[str], out: str) -> None:

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from kerapipe import atomic
 from kerapipe.context import RunContext
-from kerapipe.exporters import check_export_packages
+from kerapipe.errors import DataError
 from kerapipe.steps.inventory import count_data
-from kerapipe.steps.predict import check_labels
 
 STAMP = "checked: params and data folders\n"  # the same every time: reruns nothing itself
 
@@ -20,7 +19,10 @@ def validate_pipeline(ctx: RunContext, read_labels: bool = False) -> str:
     exist; with ``read_labels`` also what they say, which takes pandas: ``kerapipe run``
     does it, ``kerapipe validate`` keeps its fast start); a summary."""
     params = ctx.params
-    check_export_packages(params.DATA.EXPORT.FORMATS)
+    if params.DATA.EXPORT.FORMATS:  # exporters imports NumPy: only when there is one
+        from kerapipe.exporters import check_export_packages
+
+        check_export_packages(params.DATA.EXPORT.FORMATS)
     examples = count_data(ctx)
     files = ctx.predictions
     to_predict = ctx.task.predictions.inputs(files.images.source, files.images.path)
@@ -32,6 +34,16 @@ def validate_pipeline(ctx: RunContext, read_labels: bool = False) -> str:
         f"{params.DATA.INVENTORY_DATA_DIR}; {len(to_predict)} files to predict under "
         f"{params.DATA.PREDICTION_DATA_DIR}."
     )
+
+
+def check_labels(ctx: RunContext) -> None:
+    """``DATA.PREDICTION_LABELS``, when set, must exist (predict scores itself against it)."""
+    files = ctx.predictions
+    if files.labels and not files.images.source.exists(files.labels):
+        raise DataError(
+            f"DATA.PREDICTION_LABELS: {files.labels!r} not found. Point it at the true answers "
+            "for the images to predict on, or set it to null."
+        )
 
 
 def write_stamp(path: str) -> None:

@@ -73,9 +73,7 @@ def training_inputs(
         validation = task.data.dataset(local_validation, batch_size, None, options=evaluation)
     class_weight = task.data.class_weights(training.CLASS_WEIGHT, train_rows)
     fit = FitData(train, validation, named, class_weight, options.store())
-    return TrainingInputs(
-        train_rows, validation_rows, local_rows, options, batch_size, seed, fit
-    )
+    return TrainingInputs(train_rows, validation_rows, local_rows, options, batch_size, seed, fit)
 
 
 def evaluation_data(task: Task, inputs: TrainingInputs, per_replica_batch: int):
