@@ -51,7 +51,9 @@ class Augmentation:
 
 
 class FlipParams(Group):
-    MODE: Literal["horizontal", "vertical", "horizontal_and_vertical"] = "horizontal"
+    MODE: Literal["horizontal", "vertical", "horizontal_and_vertical"] = Field(
+        "horizontal", description="the axes flipped, each with probability 1/2"
+    )
 
 
 @register_augmentation("flip", summary="random left-right and/or up-down flip (MODE)")
@@ -74,13 +76,18 @@ class Flip(Augmentation):
 
 
 class TransformParams(Group):
-    FACTOR: float = Field(gt=0.0, le=1.0)
-    FILL_MODE: FillMode = "reflect"
-    FILL_VALUE: float = 0.0
+    FILL_MODE: FillMode = Field(
+        "reflect", description="how points outside the image are filled (as Keras' layers)"
+    )
+    FILL_VALUE: float = Field(0.0, description="the pixel value used by FILL_MODE: constant")
 
 
 class RotationParams(TransformParams):
-    """``FACTOR``: the largest rotation, as a fraction of a full turn (0.05 = 18 degrees)."""
+    FACTOR: float = Field(
+        gt=0.0,
+        le=1.0,
+        description="the largest rotation, as a fraction of a full turn (0.05 = 18 degrees)",
+    )
 
 
 @register_augmentation(
@@ -105,9 +112,11 @@ class Rotation(Augmentation):
 
 
 class ZoomParams(TransformParams):
-    """``FACTOR``: the field of view is scaled by a factor in ``[1 - FACTOR, 1 + FACTOR]``."""
-
-    FACTOR: float = Field(gt=0.0, lt=1.0)
+    FACTOR: float = Field(
+        gt=0.0,
+        lt=1.0,
+        description="the field of view is scaled by a factor in [1 - FACTOR, 1 + FACTOR]",
+    )
 
 
 @register_augmentation(
@@ -131,9 +140,11 @@ class Zoom(Augmentation):
 
 
 class ContrastParams(Group):
-    """``FACTOR``: the contrast is multiplied by a factor in ``[1 - FACTOR, 1 + FACTOR]``."""
-
-    FACTOR: float = Field(gt=0.0, le=1.0)
+    FACTOR: float = Field(
+        gt=0.0,
+        le=1.0,
+        description="the contrast is multiplied by a factor in [1 - FACTOR, 1 + FACTOR]",
+    )
 
 
 @register_augmentation("contrast", summary="random contrast change by up to FACTOR (image only)")

@@ -74,18 +74,19 @@ def _choose_params(
     default: str | None = None,
 ) -> None:
     """In ``defs[group]``, validate ``params_key`` with the schema of the component that
-    ``name_key`` names (``default`` when the name is left out)."""
-    rules = []
+    ``name_key`` names (``default`` when the name is left out); the names that share one
+    params model (the 40 keras.applications backbones) share one rule."""
+    by_model: dict[type[BaseModel], list[str]] = {}
     for name in registry.names():
-        model = registry.get(name).Params
+        by_model.setdefault(registry.get(name).Params, []).append(name)
+    rules = []
+    for model, names in by_model.items():
         then = {"properties": {params_key: _component_schema(model, defs)}}
+        named = {"const": names[0]} if len(names) == 1 else {"enum": names}
         rules.append(
-            {
-                "if": {"properties": {name_key: {"const": name}}, "required": [name_key]},
-                "then": then,
-            }
+            {"if": {"properties": {name_key: named}, "required": [name_key]}, "then": then}
         )
-        if name == default:
+        if default in names:
             rules.append({"if": {"not": {"required": [name_key]}}, "then": then})
     defs[group]["allOf"] = rules
 

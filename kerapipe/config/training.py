@@ -94,7 +94,7 @@ class TrainingParams(Group):
         description="GPUs this run may use: null: all; auto: one free GPU, locked until the "
         "run ends (parallel sweeps); or a list of GPU indices",
     )
-    # Input pipeline (kerapipe/datasets.py): see README, "TRAINING".
+    # Input pipeline (kerapipe/datasets.py): see docs/performance.md.
     CACHE: Literal["none", "disk", "memory"] | None = Field(
         "disk",
         description="cache of the decoded, resized images (decode once): disk (in CACHE_DIR, "
@@ -115,7 +115,7 @@ class TrainingParams(Group):
         None, ge=1, description="examples in the shuffle buffer; null: a full shuffle"
     )
     NUM_PARALLEL_CALLS: int | None = Field(
-        None, ge=1, description="parallel decode calls; null: tf.data tunes it"
+        None, ge=1, description="parallel decode calls; null: one per core, at most 16"
     )
     STEPS_PER_EXECUTION: Literal["auto"] | Annotated[int, Field(ge=1)] = Field(
         "auto",

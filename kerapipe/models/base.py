@@ -49,7 +49,11 @@ class Head:
 class BaseModelParams(Group):
     """``MODEL_PARAMS`` every model accepts."""
 
-    INPUT_SHAPE: list[int] = Field(min_length=3, max_length=3)
+    INPUT_SHAPE: list[int] = Field(
+        min_length=3,
+        max_length=3,
+        description="[height, width, channels] images are resized to; channels 1 (grey) or 3",
+    )
     NUM_CLASSES: int | None = Field(
         None,
         ge=1,

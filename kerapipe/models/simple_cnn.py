@@ -9,9 +9,13 @@ from kerapipe.registry import register_model
 
 
 class SimpleCNNParams(BaseModelParams):
-    FILTERS: list[int] = Field(default_factory=lambda: [32, 64], min_length=1)
-    DENSE_UNITS: int = Field(128, ge=1)
-    DROPOUT: float = Field(0.3, ge=0.0, lt=1.0)
+    FILTERS: list[int] = Field(
+        default_factory=lambda: [32, 64],
+        min_length=1,
+        description="filters of each conv block; each block halves the image size",
+    )
+    DENSE_UNITS: int = Field(128, ge=1, description="units of the dense layer before the head")
+    DROPOUT: float = Field(0.3, ge=0.0, lt=1.0, description="dropout before the head")
 
 
 @register_model(

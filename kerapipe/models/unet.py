@@ -14,10 +14,14 @@ from kerapipe.registry import register_model
 
 
 class UNetParams(BaseModelParams):
-    DEPTH: int = Field(3, ge=1, le=6)  # 2x down-samplings; each level doubles the filters
-    FILTERS: int = Field(16, ge=1)  # filters of the first (full-resolution) level
-    BATCH_NORM: bool = True
-    DROPOUT: float = Field(0.0, ge=0.0, lt=1.0)  # before the bottleneck's last conv
+    DEPTH: int = Field(
+        3, ge=1, le=6, description="2x down-samplings; each level doubles the filters"
+    )
+    FILTERS: int = Field(16, ge=1, description="filters of the first (full-resolution) level")
+    BATCH_NORM: bool = Field(True, description="batch normalisation after each conv")
+    DROPOUT: float = Field(
+        0.0, ge=0.0, lt=1.0, description="dropout before the bottleneck's last conv"
+    )
 
 
 @register_model(

@@ -22,10 +22,21 @@ RESERVED = {"filepath", "split"}
 
 
 class RegressionParams(Group):
-    TARGETS_CSV: str = "targets.csv"  # inside DATA.INVENTORY_DATA_DIR
-    IMAGES_DIR: str = "images"  # inside DATA.INVENTORY_DATA_DIR; "" for that folder itself
-    FILENAME_COLUMN: str = "filename"  # image path relative to IMAGES_DIR
-    TARGET_COLUMNS: list[str] = Field(default_factory=lambda: ["target"], min_length=1)
+    TARGETS_CSV: str = Field(
+        "targets.csv", description="the CSV of targets, inside DATA.INVENTORY_DATA_DIR"
+    )
+    IMAGES_DIR: str = Field(
+        "images",
+        description='the images\' folder inside DATA.INVENTORY_DATA_DIR; "" for that folder itself',
+    )
+    FILENAME_COLUMN: str = Field(
+        "filename", description="the CSV column of each image's path relative to IMAGES_DIR"
+    )
+    TARGET_COLUMNS: list[str] = Field(
+        default_factory=lambda: ["target"],
+        min_length=1,
+        description="the CSV columns the model predicts, one output each",
+    )
     LOG_MISTAKES: int = Field(
         8,
         ge=0,

@@ -25,11 +25,20 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class SegmentationParams(Group):
-    CLASS_NAMES: list[str] = Field(min_length=2)  # pixel value i of a mask is CLASS_NAMES[i]
-    IMAGES_DIR: str = "images"  # inside DATA.INVENTORY_DATA_DIR
-    MASKS_DIR: str = "masks"  # inside DATA.INVENTORY_DATA_DIR
-    MASK_PATTERN: str = "{stem}.png"  # the mask's file name from its image's stem
-    LOG_IMAGES: int = Field(4, ge=0)  # validation images logged to DVCLive with their masks
+    CLASS_NAMES: list[str] = Field(
+        min_length=2, description="the classes: pixel value i of a mask is CLASS_NAMES[i]"
+    )
+    IMAGES_DIR: str = Field(
+        "images", description="the images' folder inside DATA.INVENTORY_DATA_DIR"
+    )
+    MASKS_DIR: str = Field("masks", description="the masks' folder inside DATA.INVENTORY_DATA_DIR")
+    MASK_PATTERN: str = Field(
+        "{stem}.png",
+        description="a mask's file name, {stem} standing for its image's name without suffix",
+    )
+    LOG_IMAGES: int = Field(
+        4, ge=0, description="validation images logged to DVCLive beside their masks"
+    )
     LOG_MISTAKES: int = Field(
         8,
         ge=0,
