@@ -112,7 +112,7 @@ def graph_optimizer_off_without_gpu() -> None:
     Its rewrites (layouts, fused kernels) serve the GPU; on a CPU they left the steps as
     fast, yet it optimised the input pipeline's map function again for each epoch's new
     iterator (25 ms of 38 on the digits, per dataset) and the model's functions once (see
-    README "Performance"). Call it before TensorFlow's context starts: tf.data reads the
+    docs/performance.md). Call it before TensorFlow's context starts: tf.data reads the
     setting only then."""
     import tensorflow as tf
 

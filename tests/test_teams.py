@@ -1,4 +1,4 @@
-"""README, "Working as a team" and "Parallel sweeps", as a team drives them: real `dvc`
+"""docs/dvc.md, "Working as a team" and "Parallel sweeps", as a team drives them: real `dvc`
 commands in a temporary git repo holding this project, training images imported from a real
 S3-compatible server on 127.0.0.1 (moto) with the real dvc-s3 client, a local-folder DVC
 remote and an S3 one, a bare git repo as the team's git remote, fresh clones.
