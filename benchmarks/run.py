@@ -1099,6 +1099,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, help="runs per measurement (median taken)")
     parser.add_argument("--train-images", type=int, help="images for training/predict/memory")
     parser.add_argument("--data-dir", type=Path, default=HERE / "_data", help="generated data")
+    parser.add_argument(
+        "--results", type=Path, default=HERE / "results", help="folder of the table's JSON"
+    )
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -1165,8 +1168,10 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     from kerapipe.atomic import write_text  # another run may be reading the same file
 
+    args.results.mkdir(parents=True, exist_ok=True)
+
     write_text(
-        HERE / "results" / f"{mode}.json",
+        args.results / f"{mode}.json",
         json.dumps({"machine": machine(), "rows": [r.values for r in rows]}, indent=2) + "\n",
     )
     return 0

@@ -45,6 +45,29 @@ def digits(tmp_path_factory) -> Path:
     return write_digits(tmp_path_factory.mktemp("sample") / "digits")
 
 
+@pytest.fixture(scope="session")
+def tiny_preset(tmp_path_factory) -> Path:
+    """A tiny keras-hub preset folder (a ResNet backbone and its image converter, ImageNet's
+    mean and standard deviation), saved once per session: keras_hub's PRESET, offline."""
+    import keras_hub
+
+    backbone = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 16],
+        stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block",
+        image_shape=(None, None, 3),
+    )  # fmt: skip
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    converter = keras_hub.layers.ResNetImageConverter(
+        image_size=(32, 32),
+        scale=[1 / (255 * s) for s in std],
+        offset=[-m / s for m, s in zip(mean, std, strict=True)],
+    )
+    folder = tmp_path_factory.mktemp("preset") / "tiny_resnet"
+    backbone.save_to_preset(str(folder))
+    converter.save_to_preset(str(folder))
+    return folder
+
+
 @pytest.fixture
 def default_params() -> dict:
     """A fresh copy of the project's params.yaml, safe to modify."""

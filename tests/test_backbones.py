@@ -104,7 +104,7 @@ def test_backbones_that_scale_inside_themselves_get_no_preprocessing(default_par
 def test_every_backbone_builds_at_its_smallest_input(default_params, name, size):
     import keras
 
-    params = validate_params(backbone(default_params, name, [size, size, 1], NUM_CLASSES=3))
+    params = validate_params(backbone(default_params, name, [size, size, 1]))
     model = model_builder(check_params(params)).build(Head(3, "softmax"))
     scores = np.asarray(model(np.zeros((1, size, size, 1), "float32")))
     assert scores.shape == (1, 3) and np.isfinite(scores).all()

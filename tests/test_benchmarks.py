@@ -38,12 +38,17 @@ ROWS = {
         "the same with TRAINING.CACHE: memory",
     ],
     "jax": ["BACKEND: jax vs tensorflow", "data_parallel, 2 processes vs 1"],
+    "frozen": [
+        "frozen MobileNetV2 160x160, 64 JPEGs: epochs 2-2",
+        "the whole frozen phase, 2 epochs, a fresh cache",
+        "the same in a sweep's next experiment, features cached",
+    ],
 }
 
 
 def run_quick(tmp_path: Path, *only: str) -> str:
     args = [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--repeats", "1"]
-    args += ["--data-dir", str(tmp_path / "bench")]
+    args += ["--data-dir", str(tmp_path / "bench"), "--results", str(tmp_path / "results")]
     if only:
         args += ["--only", *only]
     result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=1800)
@@ -51,24 +56,28 @@ def run_quick(tmp_path: Path, *only: str) -> str:
     return result.stdout
 
 
-def check_table(out: str, benches) -> None:
+def check_table(out: str, benches, results: Path) -> None:
     assert "kerapipe benchmarks (quick" in out
     assert "comparison" in out and "ratio" in out and "target" in out
     for bench in benches:
         for row in ROWS[bench]:
             assert row in out, f"missing row {row!r} in:\n{out}"
-    saved = json.loads((REPO / "benchmarks" / "results" / "quick.json").read_text())
+    saved = json.loads((results / "quick.json").read_text())  # this run's, no other
     assert saved["rows"] and "machine" in saved
 
 
+@pytest.mark.e2e
 def test_quick_inventory_and_startup_print_the_table(tmp_path):
     out = run_quick(tmp_path, "inventory", "startup")
-    check_table(out, ["inventory", "startup"])
+    check_table(out, ["inventory", "startup"], tmp_path / "results")
     assert "TensorFlow not imported" in out
 
 
 # Every other benchmark, a group per test: pytest-xdist spreads them over its workers.
-GROUPS = [("training", "input"), ("remote", "predict"), ("memory", "dvc"), ("command",), ("jax",)]
+GROUPS = [
+    ("training", "input"), ("remote", "predict"), ("memory", "dvc"), ("command",), ("jax",),
+    ("frozen",),
+]  # fmt: skip
 
 
 def test_the_groups_cover_every_benchmark():
@@ -84,4 +93,4 @@ def test_the_groups_cover_every_benchmark():
 @pytest.mark.e2e
 @pytest.mark.parametrize("benches", GROUPS, ids="-".join)
 def test_quick_run_of_each_benchmark_prints_its_rows(tmp_path, benches):
-    check_table(run_quick(tmp_path, *benches), benches)
+    check_table(run_quick(tmp_path, *benches), benches, tmp_path / "results")

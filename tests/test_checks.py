@@ -149,6 +149,7 @@ def test_good_component_arguments_pass(make_params, capsys):
     assert code == 0, err
 
 
+@pytest.mark.e2e  # TensorFlow in a process of its own
 def test_the_command_exits_non_zero_with_one_message(make_params):
     _, path = make_params({"TRAINING.CALLBACKS": callback("early_stopping", patiense=3)})
     result = kerapipe("validate", "--params", str(path))

@@ -91,6 +91,7 @@ def test_version():
     assert result.returncode == 0 and result.stdout == f"kerapipe {__version__}\n"
 
 
+@pytest.mark.e2e  # TensorFlow in a process of its own
 def test_tensorflow_start_up_lines_stay_out_unless_verbose(make_params):
     """Checking a callback's arguments imports TensorFlow: its native notices are dropped."""
     callbacks = [{"CALLBACK_NAME": "early_stopping", "CALLBACK_PARAMS": {"patience": 2}}]
@@ -117,6 +118,7 @@ def test_quiet_prints_only_problems(make_params):
     assert "Reusing the existing inventory" in normal.stderr
 
 
+@pytest.mark.e2e  # TensorFlow in a process of its own
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_stages_start_tensorflow_with_only_what_they_need(backend, make_params):
     """On this CPU-only host (and under JAX anywhere) a computing stage turns Grappler off

@@ -106,6 +106,7 @@ def _result(process: subprocess.Popen) -> dict:
     return json.loads(line[len("RESULT ") :])
 
 
+@pytest.mark.e2e  # TensorFlow in processes of their own
 def test_a_later_build_reads_the_entries_and_decodes_nothing(images, tmp_path):
     folder = tmp_path / "cache"
     plain = batches(images)
@@ -211,6 +212,7 @@ def test_keys_follow_content_and_input_shape_not_paths(images, tmp_path):
     assert store.filled == 41 and len(entries(folder)) == 41
 
 
+@pytest.mark.e2e  # TensorFlow in processes of their own
 def test_the_size_bound_evicts_the_least_recently_used(tmp_path):
     """Entries of an ended process go, least recently used first, to make room for a new
     run's; a run whose images alone pass the bound decodes every epoch instead."""
@@ -231,6 +233,7 @@ def test_the_size_bound_evicts_the_least_recently_used(tmp_path):
     assert store.filled == 0 and len(entries(folder)) == 30
 
 
+@pytest.mark.e2e  # TensorFlow in a process of its own
 def test_two_processes_filling_one_cache_at_once(tmp_path):
     folder = tmp_path / "cache"
     paths = write_images(tmp_path / "many", 60)

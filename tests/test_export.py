@@ -121,6 +121,7 @@ def test_unknown_formats_and_repeats_are_refused(default_params):
             validate_params(copy.deepcopy(default_params))
 
 
+@pytest.mark.e2e  # TensorFlow in a process of its own
 def test_kerapipe_export_on_the_command_line(trained):
     result = run([str(BIN / "kerapipe"), "export"], trained)
     assert "Exported model.onnx: arg-max agreement 1.0000" in result.stderr
@@ -140,6 +141,7 @@ def test_without_formats_export_writes_empty_outputs_and_starts_no_tensorflow(tr
     assert list((root / RUN / "export").iterdir()) == []
 
 
+@pytest.mark.e2e  # trains a segmentation and a regression model, then exports
 @pytest.mark.parametrize("task", ["segmentation", "regression"])
 def test_the_other_tasks_export_and_check_too(task, tmp_path, monkeypatch):
     """A U-Net's per-pixel scores agree pixel by pixel; a regression model (its last layer

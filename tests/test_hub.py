@@ -8,7 +8,6 @@ import json
 import shutil
 from pathlib import Path
 
-import keras_hub  # the README's test command installs it (pyproject.toml, "hub")
 import numpy as np
 import pytest
 import yaml
@@ -23,24 +22,9 @@ from tests.helpers import REPO, context
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-@pytest.fixture(scope="module")
-def preset(tmp_path_factory) -> Path:
-    """A tiny ResNet preset folder: config, weights and an image converter (ImageNet's mean
-    and standard deviation, as keras-hub's ResNet presets scale)."""
-    backbone = keras_hub.models.ResNetBackbone(
-        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 16],
-        stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block",
-        image_shape=(None, None, 3),
-    )  # fmt: skip
-    converter = keras_hub.layers.ResNetImageConverter(
-        image_size=(32, 32),
-        scale=[1 / (255 * s) for s in STD],
-        offset=[-m / s for m, s in zip(MEAN, STD, strict=True)],
-    )
-    folder = tmp_path_factory.mktemp("preset") / "tiny_resnet"
-    backbone.save_to_preset(str(folder))
-    converter.save_to_preset(str(folder))
-    return folder
+@pytest.fixture
+def preset(tiny_preset) -> Path:
+    return tiny_preset
 
 
 def hub_params(preset: Path, **updates) -> dict:

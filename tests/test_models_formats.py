@@ -102,6 +102,7 @@ print(list(output.values())[0].shape)
 """
 
 
+@pytest.mark.e2e  # TensorFlow in a process of its own
 @pytest.mark.parametrize("name", ["simple_cnn", "resnet50"])
 def test_keras_file_loads_without_kerapipe(default_params, tmp_path, name):
     if name == "simple_cnn":
@@ -117,6 +118,7 @@ def test_keras_file_loads_without_kerapipe(default_params, tmp_path, name):
     assert "(1, 10)" in result.stdout
 
 
+@pytest.mark.e2e  # TensorFlow in a process of its own
 def test_tf_export_serves_a_signature(default_params, tmp_path):
     from kerapipe.artifacts import save_model
 

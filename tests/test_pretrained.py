@@ -75,6 +75,7 @@ def headless_weights(path: Path) -> float:
     return float(base.get_layer("Conv1").get_weights()[0].sum())
 
 
+@pytest.mark.e2e  # TensorFlow in a process of its own
 def test_imagenet_offline_names_the_url_and_where_to_put_the_file(default_params, tmp_path):
     done = resolve(backbone_params(default_params, tmp_path, WEIGHTS="imagenet"), tmp_path / "k")
     assert done.returncode == 1, done.stderr[-2000:]
@@ -86,6 +87,7 @@ def test_imagenet_offline_names_the_url_and_where_to_put_the_file(default_params
     print(message)
 
 
+@pytest.mark.e2e  # TensorFlow in a process of its own
 def test_imagenet_in_keras_cache_is_used_without_network(default_params, tmp_path):
     """The file Keras would fetch, already in its cache (``$KERAS_HOME/models``): loaded,
     with no connection tried (every one would be refused), and its sha256 recorded."""
@@ -100,6 +102,7 @@ def test_imagenet_in_keras_cache_is_used_without_network(default_params, tmp_pat
     assert found["kernel"] == pytest.approx(kernel)
 
 
+@pytest.mark.e2e  # TensorFlow in a process of its own
 def test_weights_by_url_over_http_with_their_sha256(default_params, tmp_path, http_folder):
     root, url = http_folder
     kernel = headless_weights(root / "mine.h5")

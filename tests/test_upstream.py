@@ -21,7 +21,10 @@ def test_keras_applications_fetch_through_get_file_in_keras_home(tmp_path):
     original = file_utils.get_file
     os.environ.update(HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
     try:
-        with upstream.keras_downloads() as calls, pytest.raises(Exception, match="Connection refused"):
+        with (
+            upstream.keras_downloads() as calls,
+            pytest.raises(Exception, match="Connection refused"),
+        ):
             keras.applications.VGG16(include_top=False, weights="imagenet", input_shape=(32, 32, 3))
     finally:
         for name in ("HTTPS_PROXY", "HTTP_PROXY"):
