@@ -30,7 +30,7 @@ def variables(model: keras.Model) -> list[np.ndarray]:
 def test_background_checkpoints_hold_the_model_of_their_epoch(make_params, tmp_path, caplog):
     _, path = make_params({"TRAINING.NUM_EPOCHS": 3})
     run_inventory(context(path))
-    caplog.set_level(logging.DEBUG, logger="kerapipe.training.checkpoints")
+    caplog.set_level(logging.DEBUG, logger="kerapipe.training.epoch_writer")
     run_training(context(path))
     assert "written in the background" in caplog.text  # not the training-thread fallback
     run_dir = tmp_path / "models" / "digits_cnn"
