@@ -215,3 +215,42 @@ def test_a_run_resumes_in_either_phase(make_params, pretrained, few_digits, tmp_
     assert int(fourth.optimizer.iterations) == int(third.optimizer.iterations) + steps
     assert float(fourth.optimizer.learning_rate) == pytest.approx(1e-4)
     assert pd.read_csv(run_dir / "training_log.csv").epoch.tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.e2e
+def test_segmentation_backbone_is_fine_tuned_the_same_way(pretrained, tmp_path):
+    """A segmentation model on a pretrained backbone (its per-pixel head on the base's last
+    feature map): one frozen epoch on the base's cached features (one cache entry per image),
+    then the top 10 layers unfrozen, as for classification."""
+    from kerapipe.sample_data import write_shapes
+    from tests.helpers import train_project
+    from tests.helpers_tasks import task_params
+
+    shapes = write_shapes(tmp_path / "shapes", count=16, held_out=2)
+    params = task_params("segmentation", tmp_path, {
+        "DATA.INVENTORY_DATA_DIR": str(shapes / "train"),
+        "DATA.PREDICTION_DATA_DIR": str(shapes / "unlabelled"),
+        "DATA.REMOTE_CACHE_DIR": str(tmp_path / "cache"),
+        "MODEL.MODEL_NAME": "mobilenet_v2",
+        "MODEL.MODEL_PARAMS": {"INPUT_SHAPE": [32, 32, 3], "WEIGHTS": str(pretrained)},
+        "TRAINING.NUM_EPOCHS": 2,
+        "TRAINING.AUGMENTATIONS": [],
+        "TRAINING.FINE_TUNING": {"FROZEN_EPOCHS": 1, "UNFREEZE": 10, "LEARNING_RATE_FACTOR": 0.1},
+    })  # fmt: skip
+    train_project(tmp_path, params)
+    run_dir = tmp_path / "models" / params["DATA"]["TRAINING_MODEL_NAME"]
+    start = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
+    start.load_weights(pretrained)
+    frozen = base_weights(run_dir / "checkpoints" / "epoch_0001.keras")
+    for ours, theirs in zip(frozen, start.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    after = keras.saving.load_model(run_dir / "checkpoints" / "epoch_0002.keras").get_layer("base")
+    changed = [
+        layer.name
+        for layer, before in zip(after.layers, start.layers, strict=True)
+        if not all(map(np.array_equal, layer.get_weights(), before.get_weights()))
+    ]
+    assert changed and set(changed) <= {layer.name for layer in after.layers[-10:]}
+    assert pd.read_csv(run_dir / "training_log.csv").epoch.tolist() == [0, 1]
+    sizes = [entry.stat().st_size for entry in (tmp_path / "cache").rglob("*.u8")]
+    assert sizes.count(1 * 1 * 1280 * 4 + 8) == 16  # features: one per image, beside its pixels
