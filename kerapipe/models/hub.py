@@ -122,6 +122,8 @@ class HubBuilder(ModelBuilder):
 def converter_map(converter: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(matrix, offset)`` of a keras-hub image converter's ``x * scale + offset`` (scalars
     or one per channel) on RGB pixels."""
+    import numpy as np
+
     scale = np.broadcast_to(np.asarray(converter.scale or 1.0, np.float32), (3,))
     offset = np.broadcast_to(np.asarray(converter.offset or 0.0, np.float32), (3,))
     return np.diag(scale).astype(np.float32), offset.astype(np.float32)
