@@ -102,10 +102,13 @@ def test_backbones_that_scale_inside_themselves_get_no_preprocessing(default_par
 @pytest.mark.e2e  # 40 builds, up to ConvNeXt XLarge's 348 million weights
 @pytest.mark.parametrize(("name", "size"), [(name, size) for name, _, _, size in BACKBONES])
 def test_every_backbone_builds_at_its_smallest_input(default_params, name, size):
+    """Built as the train stage builds it, grey input and preprocessing included, its
+    weights initialised; the sampled contract models (tests/test_contracts.py) also train a
+    step and predict, and four go through save, load and predict."""
     import keras
 
     params = validate_params(backbone(default_params, name, [size, size, 1]))
     model = model_builder(check_params(params)).build(Head(3, "softmax"))
-    scores = np.asarray(model(np.zeros((1, size, size, 1), "float32")))
-    assert scores.shape == (1, 3) and np.isfinite(scores).all()
+    assert model.input_shape == (None, size, size, 1) and model.output_shape == (None, 3)
+    assert model.get_layer("base").count_params() > 0
     keras.backend.clear_session()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 from pathlib import Path
 
 import keras
@@ -40,8 +41,6 @@ def pretrained(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def few_digits(digits, tmp_path_factory) -> Path:
     """Three classes of the digits, 30 images each: a few steps an epoch."""
-    import shutil
-
     root = tmp_path_factory.mktemp("few") / "train"
     for name in ("zero", "one", "two"):
         (root / name).mkdir(parents=True)
@@ -116,7 +115,8 @@ def test_phases_of_a_run():
 def tuned(tmp_path_factory, digits, pretrained, few_digits) -> dict[str, Path]:
     """The same 3-epoch fine-tuning run (2 frozen, then the top 20 layers unfrozen) with the
     frozen base's features cached (CACHE: disk) and through the base (CACHE: none), trained
-    once per worker: the projects' folders, by CACHE."""
+    once per worker: the projects' folders, by CACHE. The cached one stops after its frozen
+    epochs and is resumed (LOAD_CHECKPOINT) for the third, as a user raising NUM_EPOCHS."""
     roots = {}
     for cache in ("none", "disk"):
         root = tmp_path_factory.mktemp(f"tuned-{cache}")
@@ -137,6 +137,9 @@ def tuned(tmp_path_factory, digits, pretrained, few_digits) -> dict[str, Path]:
         cwd = os.getcwd()
         os.chdir(root)  # DVCLive writes dvclive/ in the working directory
         try:
+            if cache == "disk":  # the frozen phase, then the resume into the unfrozen one
+                train({**params, "TRAINING": {**params["TRAINING"], "NUM_EPOCHS": 2}}, root)
+                params["TRAINING"].update(LOAD_CHECKPOINT=True, FORCE=True)
             train(params, root)
         finally:
             os.chdir(cwd)
@@ -145,10 +148,12 @@ def tuned(tmp_path_factory, digits, pretrained, few_digits) -> dict[str, Path]:
 
 
 @pytest.mark.e2e
-def test_frozen_then_unfrozen_in_one_run(tuned, pretrained):
+@pytest.mark.parametrize("cache", ["none", "disk"])
+def test_frozen_then_unfrozen_in_one_run(tuned, pretrained, cache):
     """Two frozen epochs leave the base (its BatchNorm statistics included) as pretrained;
-    the third, unfrozen, trains the top 20 layers but BatchNorm, at a tenth of the rate."""
-    run_dir = tuned["disk"] / "models" / "digits_cnn"
+    the third, unfrozen, trains the top 20 layers but BatchNorm, at a tenth of the rate:
+    in one run, and resumed after the frozen phase."""
+    run_dir = tuned[cache] / "models" / "digits_cnn"
     start = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
     start.load_weights(pretrained)
     for ours, theirs in zip(
@@ -168,7 +173,7 @@ def test_frozen_then_unfrozen_in_one_run(tuned, pretrained):
     assert float(final.optimizer.learning_rate) == pytest.approx(1e-4)
     log = pd.read_csv(run_dir / "training_log.csv")
     assert log.epoch.tolist() == [0, 1, 2]  # one log, one curve over both phases
-    loss = tuned["disk"] / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv"
+    loss = tuned[cache] / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv"
     assert pd.read_csv(loss, sep="\t").step.tolist() == [0, 1, 2]
     info = json.loads((run_dir / "run_info.json").read_text())
     assert info["settings"]["TRAINING.FINE_TUNING.FROZEN_EPOCHS"] == 2  # in the fingerprint
@@ -197,24 +202,28 @@ def test_frozen_epochs_on_cached_features_equal_training_through_the_base(tuned)
 
 
 @pytest.mark.e2e
-def test_a_run_resumes_in_either_phase(make_params, pretrained, few_digits, tmp_path):
-    """Two frozen epochs, then NUM_EPOCHS raised with LOAD_CHECKPOINT: the run continues
-    where it stopped, unfreezes at epoch 3, and continues in the unfrozen phase at epoch 4
-    with its optimizer state (no second unfreezing, no fresh optimizer)."""
-    params = tuned_params(make_params, pretrained, few_digits, tmp_path, NUM_EPOCHS=2)
-    train(params, tmp_path)
-    params["TRAINING"].update(NUM_EPOCHS=3, LOAD_CHECKPOINT=True, FORCE=True)
-    assert train(params, tmp_path).initial_epoch == 2
-    run_dir = tmp_path / "models" / "digits_cnn"
-    third = keras.saving.load_model(run_dir / "checkpoints" / "epoch_0003.keras")
+def test_a_run_resumes_in_either_phase(tuned, tmp_path, monkeypatch):
+    """The cached run resumed after its two frozen epochs: it unfroze at epoch 3. A copy of
+    it, resumed for a fourth epoch, continues in the unfrozen phase with its optimizer state
+    (no second unfreezing, no fresh optimizer)."""
+    run_info = json.loads((tuned["disk"] / "models" / "digits_cnn" / "run_info.json").read_text())
+    assert run_info["resumed_after_epoch"] == 2
+    root = Path(shutil.copytree(tuned["disk"], tmp_path / "project"))
+    params_text = (root / "params.yaml").read_text().replace(str(tuned["disk"]), str(root))
+    params = yaml.safe_load(params_text)
     params["TRAINING"]["NUM_EPOCHS"] = 4
-    assert train(params, tmp_path).initial_epoch == 3
+    monkeypatch.chdir(root)  # its dvclive/ continues too
+    assert train(params, root).initial_epoch == 3
+    run_dir = root / "models" / "digits_cnn"
+    third = keras.saving.load_model(run_dir / "checkpoints" / "epoch_0003.keras")
     fourth = keras.saving.load_model(run_dir / "checkpoints" / "epoch_0004.keras")
-    steps = -(-len(pd.read_csv(tmp_path / "inventory" / "inventory.csv").query("split == 'train'"))
+    steps = -(-len(pd.read_csv(root / "inventory" / "inventory.csv").query("split == 'train'"))
               // 32)  # fmt: skip
     assert int(fourth.optimizer.iterations) == int(third.optimizer.iterations) + steps
     assert float(fourth.optimizer.learning_rate) == pytest.approx(1e-4)
     assert pd.read_csv(run_dir / "training_log.csv").epoch.tolist() == [0, 1, 2, 3]
+    curve = pd.read_csv(root / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv", sep="\t")
+    assert curve.step.tolist() == [0, 1, 2, 3]
 
 
 @pytest.mark.e2e

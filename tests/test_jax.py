@@ -212,12 +212,13 @@ def test_segmentation_unet_h5_with_augmentation_on_jax(tmp_path):
 
 @pytest.mark.e2e
 def test_regression_application_tf_format_mixed_precision_on_jax(tmp_path):
-    """An application backbone (mobilenet_v2) exported as a SavedModel from JAX and
-    predicted from through TensorFlow; mixed precision (bfloat16 on a CPU)."""
+    """An application backbone (mobilenet: the fewest layers, so the least for XLA to
+    compile) exported as a SavedModel from JAX and predicted from through TensorFlow; mixed
+    precision (bfloat16 on a CPU)."""
     data = write_discs(tmp_path / "discs", count=16, held_out=3)
     params = on_data(task_params("regression", tmp_path), data, "unlabelled_targets.csv", "tf")
     params["MODEL"].update(
-        MODEL_NAME="mobilenet_v2",
+        MODEL_NAME="mobilenet",
         MODEL_PARAMS={"INPUT_SHAPE": [32, 32, 1], "NUM_CLASSES": 2, "INITIAL_WEIGHTS": None},
     )
     # 12 images to train on in 3 full batches of 4: JAX compiles the training step once
