@@ -3,6 +3,9 @@ fresh git repo for end-to-end `dvc` runs."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import shutil
 import signal
@@ -55,6 +58,29 @@ def kerapipe(cwd: Path, *args: str, **popen) -> subprocess.CompletedProcess:
         timeout=600,
         **popen,
     )
+
+
+def kerapipe_here(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """``kerapipe args`` through its ``main`` in this process, in ``cwd``: what it printed
+    and its exit code, as ``kerapipe`` returns them (an unexpected exception propagates, as
+    a process would show its traceback). For checks that need no process of their own:
+    TensorFlow is already imported here, a fresh process spends seconds importing it."""
+    from kerapipe.cli import main
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    out, err, before = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(cwd)  # contextlib.chdir is Python 3.11's
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exit:  # argparse's usage errors and --help
+                code = exit.code if isinstance(exit.code, int) else 0 if exit.code is None else 1
+    finally:
+        os.chdir(before)
+        root.handlers[:], root.level = handlers, level  # main's basicConfig wrote to `err`
+    return subprocess.CompletedProcess(["kerapipe", *args], code, out.getvalue(), err.getvalue())
 
 
 def kerapipe_without_tensorflow(cwd: Path, *args: str) -> subprocess.CompletedProcess:

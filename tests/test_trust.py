@@ -21,7 +21,17 @@ from kerapipe.checks import load_checked_params
 from kerapipe.locks import exclusive
 from kerapipe.sample_data import write_digits
 from kerapipe.steps.train import run_training
-from tests.helpers import BIN, REPO, context, kerapipe, kill, start, tool_env, train_project
+from tests.helpers import (
+    BIN,
+    REPO,
+    context,
+    kerapipe,
+    kerapipe_here,
+    kill,
+    start,
+    tool_env,
+    train_project,
+)
 
 RUN = Path("models") / "digits_cnn"
 
@@ -98,7 +108,7 @@ def one_clear_error(result: subprocess.CompletedProcess, *expected: str) -> None
 def test_a_failing_train_changes_nothing_on_disk(project, changes, expected):
     before = snapshot(project)
     edit(project, {**changes, "TRAINING.LOAD_CHECKPOINT": True, "TRAINING.FORCE": True})
-    one_clear_error(kerapipe(project, "train"), expected)
+    one_clear_error(kerapipe_here(project, "train"), expected)
     after = snapshot(project)
     del before["params.yaml"], after["params.yaml"]
     assert after == before
@@ -113,7 +123,7 @@ def test_weights_that_do_not_fit_leave_the_checkpoints(project, tmp_path):
     keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save_weights(other)
     before = snapshot(project / "models")
     edit(project, {"MODEL.MODEL_PARAMS.INITIAL_WEIGHTS": str(other), "TRAINING.FORCE": True})
-    one_clear_error(kerapipe(project, "train"), "INITIAL_WEIGHTS", "does not match")
+    one_clear_error(kerapipe_here(project, "train"), "INITIAL_WEIGHTS", "does not match")
     assert snapshot(project / "models") == before
 
 
@@ -124,21 +134,22 @@ def test_a_changed_class_list_is_not_predicted_with_the_old_model(project):
     edit(project, {"PIPELINE.TASK_PARAMS.CLASS_NAMES": names})
     inventory_before = snapshot(project / "data" / "inventory")
 
-    result = kerapipe(project, "predict")
+    result = kerapipe_here(project, "predict")
     one_clear_error(result, "trained for other classes", "PIPELINE.TASK_PARAMS.CLASS_NAMES")
     assert not (project / "predictions").exists()
 
-    result = kerapipe(project, "train")
+    result = kerapipe_here(project, "train")
     one_clear_error(result, "inventory", "made with other settings", "INVENTORY.FORCE: true")
-    result = kerapipe(project, "inventory")
+    result = kerapipe_here(project, "inventory")
     one_clear_error(result, "made with other settings", "CLASS_NAMES")
     assert snapshot(project / "data" / "inventory") == inventory_before
 
 
 def test_a_changed_input_shape_is_refused_by_train_and_predict(project):
     edit(project, {"MODEL.MODEL_PARAMS.INPUT_SHAPE": [20, 20, 1]})
-    one_clear_error(kerapipe(project, "predict"), "MODEL.MODEL_PARAMS.INPUT_SHAPE: [16, 16, 1]")
-    one_clear_error(kerapipe(project, "train"), "trained with other settings", "TRAINING.FORCE")
+    predicted, trained = (kerapipe_here(project, command) for command in ("predict", "train"))
+    one_clear_error(predicted, "MODEL.MODEL_PARAMS.INPUT_SHAPE: [16, 16, 1]")
+    one_clear_error(trained, "trained with other settings", "TRAINING.FORCE")
 
 
 def test_settings_that_do_not_shape_the_model_keep_it(project, caplog):
@@ -213,7 +224,7 @@ def test_a_corrupt_state_file_starts_fresh_with_a_warning(project):
     (project / RUN / "checkpoints" / "state.json").write_text('{"epoch": 2, "la')
     edit(project, {"TRAINING.LOAD_CHECKPOINT": True, "TRAINING.FORCE": True,
                    "TRAINING.NUM_EPOCHS": 1})  # fmt: skip
-    result = kerapipe(project, "train")
+    result = kerapipe_here(project, "train")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "state.json cannot be read" in result.stderr and "starting fresh" in result.stderr
 
@@ -224,7 +235,7 @@ def test_a_truncated_checkpoint_falls_back_to_the_last_one_that_loads(project):
         damaged.write_bytes(damaged.read_bytes()[:1000])
     edit(project, {"TRAINING.LOAD_CHECKPOINT": True, "TRAINING.FORCE": True,
                    "TRAINING.NUM_EPOCHS": 3})  # fmt: skip
-    result = kerapipe(project, "train")
+    result = kerapipe_here(project, "train")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "epoch_0002.keras does not load" in result.stderr
     assert "resuming after epoch 1 from epoch_0001.keras" in result.stderr
