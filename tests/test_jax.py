@@ -234,33 +234,6 @@ def test_regression_application_tf_format_mixed_precision_on_jax(tmp_path):
     assert np.isfinite(predictions[["radius", "center_x"]].to_numpy(dtype=float)).all()
 
 
-@pytest.mark.e2e
-def test_resume_on_jax(tmp_path, small_digits, digits):
-    """One epoch, then NUM_EPOCHS 3 with LOAD_CHECKPOINT continues after it (log, state).
-    The user's own JAX compilation cache settings win over kerapipe's folder."""
-    params = digits_params(tmp_path, small_digits, digits, {"DATA.REMOTE_CACHE_DIR": "cache"})
-    own = {
-        "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "own"),
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-    }
-    kerapipe("inventory", params)
-    kerapipe("train", params, env=own)
-    updated = yaml.safe_load(params.read_text())
-    updated["TRAINING"].update(NUM_EPOCHS=3, LOAD_CHECKPOINT=True, FORCE=True)
-    params.write_text(yaml.safe_dump(updated, sort_keys=False))
-    kerapipe("train", params, env=own)
-    assert list((tmp_path / "own").glob("jit_train_step-*-cache"))
-    assert not (tmp_path / "cache" / "jax").exists()
-    info = run_info(tmp_path, "digits_cnn")
-    assert info["resumed_after_epoch"] == 1 and info["final_epochs"] == 3
-    log = pd.read_csv(tmp_path / "models" / "digits_cnn" / "training_log.csv")
-    assert list(log.epoch) == [0, 1, 2]
-    state = json.loads(
-        (tmp_path / "models" / "digits_cnn" / "checkpoints" / "state.json").read_text()
-    )
-    assert state["epoch"] == 3
-
-
 # --- data_parallel: two real processes against one ---------------------------------------
 
 
@@ -326,8 +299,14 @@ def test_two_processes_match_one_process_fed_the_same_global_batches(
     tmp_path, small_digits, digits
 ):
     """Two processes with one CPU device each against one process with two (virtual) CPU
-    devices: the same global batches, so the same losses and weights; then both resume."""
-    two_cpus = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    devices: the same global batches, so the same losses and weights; then both resume.
+    The one process keeps its programs where the user's own JAX settings say, not in
+    kerapipe's folder."""
+    own_cache = {
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "own"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    }
+    two_cpus = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2", **own_cache}
     updates = {
         "TRAINING.DISTRIBUTION": "data_parallel",
         "TRAINING.NUM_EPOCHS": 2,
@@ -338,7 +317,8 @@ def test_two_processes_match_one_process_fed_the_same_global_batches(
     for name in ("two", "one"):
         folder = tmp_path / name
         folder.mkdir()
-        runs[name] = digits_params(folder, small_digits, digits, updates)
+        cache = {"DATA.REMOTE_CACHE_DIR": str(folder / "cache")}
+        runs[name] = digits_params(folder, small_digits, digits, {**updates, **cache})
         kerapipe("inventory", runs[name])
     train_in_two_processes(runs["two"], tmp_path / "two")
     kerapipe("train", runs["one"], env=two_cpus)
@@ -365,7 +345,13 @@ def test_two_processes_match_one_process_fed_the_same_global_batches(
     assert list((tmp_path / "two" / "process_1").iterdir()) == []
     kerapipe("train", runs["one"], env=two_cpus)
     compare_runs(tmp_path, epochs=3)
-    assert run_info(tmp_path / "two", "digits_cnn")["resumed_after_epoch"] == 2
+    for name in ("two", "one"):
+        info = run_info(tmp_path / name, "digits_cnn")
+        assert info["resumed_after_epoch"] == 2 and info["final_epochs"] == 3
+        state = tmp_path / name / "models" / "digits_cnn" / "checkpoints" / "state.json"
+        assert json.loads(state.read_text())["epoch"] == 3
+    assert list((tmp_path / "own").glob("jit_train_step-*-cache"))
+    assert not (tmp_path / "one" / "cache" / "jax").exists()
 
 
 def compare_runs(tmp_path: Path, epochs: int) -> None:

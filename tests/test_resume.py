@@ -1,5 +1,6 @@
 """LOAD_CHECKPOINT: a training process killed with SIGKILL mid-run resumes from its last
-complete epoch, through `kerapipe train` and through `dvc repro`, with nothing lost or doubled."""
+complete epoch, through `dvc repro` (the stage runs `kerapipe train`), with nothing lost or
+doubled; a checkpoint with kerapipe's own loss reloads in a fresh process."""
 
 import json
 import time
@@ -52,33 +53,6 @@ def check_continuous_run(run_dir, live_dir, steps_per_epoch):
     assert int(final.optimizer.iterations) == EPOCHS * steps_per_epoch  # state not reset
 
 
-def test_sigkill_then_resume_with_kerapipe_train(make_params, tmp_path):
-    params, path = make_params({"TRAINING.NUM_EPOCHS": EPOCHS})
-    run_inventory(context(path))
-    run_dir = tmp_path / "models" / "digits_cnn"
-    state_file = run_dir / "checkpoints" / "state.json"
-    command = [str(BIN / "kerapipe"), "train", "--params", str(path)]
-
-    process = start(command, tmp_path)
-    wait_for_epoch(state_file, 1, process)
-    time.sleep(0.7)  # somewhere inside the next epoch (or its checkpoint writes)
-    kill(process)
-    killed_at = json.loads(state_file.read_text())["epoch"]
-    assert not (run_dir / "model.keras").exists()
-
-    set_param(path, "TRAINING", "LOAD_CHECKPOINT", True)
-    process = start(command, tmp_path)
-    wait_for_epoch(state_file, killed_at + 1, process)
-    kill(process)  # a second kill, in the resumed run
-    second_kill = json.loads(state_file.read_text())["epoch"]
-
-    result = run(command, tmp_path)
-    assert f"resuming after epoch {second_kill}" in result.stderr
-    info = json.loads((run_dir / "run_info.json").read_text())
-    assert info["resumed_after_epoch"] == second_kill > killed_at >= 1
-    check_continuous_run(run_dir, tmp_path / "dvclive", steps_per_epoch=41)
-
-
 def test_checkpoints_from_other_params_are_not_resumed(make_params, caplog):
     _, path = make_params({"TRAINING.NUM_EPOCHS": 1})
     run_inventory(context(path))
@@ -110,22 +84,33 @@ def test_more_epochs_continue_a_finished_run(make_params, caplog):
     assert result.initial_epoch == 1 and list(result.history) and len(result.history["loss"]) == 1
 
 
-def test_sigkill_then_resume_with_dvc_repro(project):
+def test_sigkill_twice_then_resume_with_dvc_repro(project):
+    """`dvc repro` killed inside training, then its resumed run killed too: the third run
+    continues after the last complete epoch, and the log, the DVCLive curves, the best value
+    and the optimizer's step count read as one uninterrupted run."""
     params_file = project / "params.yaml"
     set_param(params_file, "TRAINING", "NUM_EPOCHS", EPOCHS)
     run(["git", "commit", "-qam", "five epochs"], project)
     state_file = project / "models" / "digits_cnn" / "checkpoints" / "state.json"
 
     process = start(["dvc", "repro"], project)
-    wait_for_epoch(state_file, 2, process, timeout=600)
-    time.sleep(0.5)
+    wait_for_epoch(state_file, 1, process, timeout=600)
+    time.sleep(0.7)  # somewhere inside the next epoch (or its checkpoint writes)
     kill(process)
     killed_at = json.loads(state_file.read_text())["epoch"]
+    assert not (project / "models" / "digits_cnn" / "model.keras").exists()
 
     set_param(params_file, "TRAINING", "LOAD_CHECKPOINT", True)
+    process = start(["dvc", "repro"], project)
+    wait_for_epoch(state_file, killed_at + 1, process, timeout=600)
+    kill(process)  # a second kill, in the resumed run
+    second_kill = json.loads(state_file.read_text())["epoch"]
+
     result = run(["dvc", "repro"], project)
-    assert f"resuming after epoch {killed_at}" in result.stdout + result.stderr
+    assert f"resuming after epoch {second_kill}" in result.stdout + result.stderr
     assert "Stage 'inventory' didn't change" in result.stdout
+    info = json.loads((project / "models" / "digits_cnn" / "run_info.json").read_text())
+    assert info["resumed_after_epoch"] == second_kill > killed_at >= 1
     check_continuous_run(project / "models" / "digits_cnn", project / "dvclive", 41)
     assert (project / "predictions" / "predictions.csv").is_file()
 
@@ -135,7 +120,7 @@ def test_resume_with_a_custom_loss_in_a_fresh_process(make_params, tmp_path):
     updates = {"TRAINING.NUM_EPOCHS": 1, "MODEL.LOSS_NAME": "sparse_focal"}
     _, path = make_params(updates)
     run_inventory(context(path))
-    run([str(BIN / "kerapipe"), "train", "--params", str(path)], tmp_path)
+    run_training(context(path))  # here; the resume in a process of its own
     _, path = make_params(
         {
             **updates,
