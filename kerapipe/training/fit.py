@@ -1,6 +1,7 @@
 """Keras' ``fit``, as a training run calls it: several batches per compiled call, Keras'
-progress bar on a terminal, and TensorFlow's errors about files turned into one message that
-names the files (an image that does not decode, files deleted while the epochs read them)."""
+progress bar on a terminal, Ctrl-C that always stops it (kerapipe/training/interrupts.py), and
+TensorFlow's errors about files turned into one message that names the files (an image that
+does not decode, files deleted while the epochs read them)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import tensorflow as tf
 from kerapipe.decoded_cache import DecodedCache
 from kerapipe.errors import DataError
 from kerapipe.images import undecodable_images
+from kerapipe.training.interrupts import StopOnInterrupt
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +50,20 @@ def fit(
     if data.class_weight:
         weights = {k: round(v, 4) for k, v in data.class_weight.items()}
         log.info("Class weights (by label): %s", weights)
+    stop = StopOnInterrupt()
     try:
         with_steps_per_execution(model, steps_per_execution)
-        return model.fit(
-            data.train,
-            validation_data=data.validation,
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-            callbacks=callbacks,
-            shuffle=False,  # the dataset shuffles itself, seeded
-            class_weight=data.class_weight,
-            verbose=fit_verbosity(),
-        )
+        with stop.noting_interrupts():
+            return model.fit(
+                data.train,
+                validation_data=data.validation,
+                epochs=epochs,
+                initial_epoch=initial_epoch,
+                callbacks=[*callbacks, stop],
+                shuffle=False,  # the dataset shuffles itself, seeded
+                class_weight=data.class_weight,
+                verbose=fit_verbosity(),
+            )
     except tf.errors.InvalidArgumentError as err:
         bad = [data.named[path] for path in undecodable_images(list(data.named))]
         if not bad:
