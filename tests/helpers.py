@@ -98,7 +98,9 @@ def kerapipe_without_tensorflow(cwd: Path, *args: str) -> subprocess.CompletedPr
 
 
 def start(args: list[str], cwd: Path) -> subprocess.Popen:
-    """Start a command in its own process group (to kill it whole), output merged in .stdout."""
+    """Start a command in its own process group (to kill it whole), output merged in .stdout.
+    It handles Ctrl-C (SIGINT) as from a terminal, though pytest may have been started where
+    SIGINT is ignored (a background job of a script), which its processes would inherit."""
     return subprocess.Popen(
         args,
         cwd=cwd,
@@ -107,7 +109,12 @@ def start(args: list[str], cwd: Path) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=_sigint_as_from_a_terminal,
     )
+
+
+def _sigint_as_from_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python then installs its own handler
 
 
 def kill(process: subprocess.Popen) -> None:
