@@ -2,9 +2,9 @@
 
 Every model builds for each task it supports, trains a step, and round-trips each save
 format (of the 40 keras.applications backbones, a sample of each kind, for classification
-and two of them for each other task: all 40 build in tests/test_backbones.py); every loss, metric, optimizer, callback, schedule and augmentation
-builds from its defaults (plus the arguments it requires) and rejects a misspelt argument by
-its name.
+and two of them for each other task: all 40 build in tests/test_backbones.py); every loss,
+metric, optimizer, callback, schedule and augmentation builds from its defaults (plus the
+arguments it requires) and rejects a misspelt argument by its name.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from kerapipe.errors import DataError
 from kerapipe.steps.inventory import run_inventory
 from kerapipe.steps.validate import validate_pipeline
 from kerapipe.tasks.classification.head import classification_scores
-from tests.helpers import BIN, context, kerapipe, run, start
+from tests.helpers import BIN, context, kerapipe, kill, run, start
 
 SIZES = {"cats": 20, "dogs": 12, "owls": 2}  # the classes of the report
 
@@ -155,12 +155,16 @@ def test_ctrl_c_ends_with_one_line_and_keeps_the_checkpoints(make_params, tmp_pa
     assert kerapipe(tmp_path, "inventory", "--params", str(path)).returncode == 0
     process = start([str(BIN / "kerapipe"), "train", "--params", str(path)], tmp_path)
     state = tmp_path / "models" / "digits_cnn" / "checkpoints" / "state.json"
-    deadline = time.monotonic() + 300
-    while not state.is_file() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.2)
-    assert state.is_file(), process.stdout.read()
-    process.send_signal(signal.SIGINT)
-    output = process.communicate(timeout=120)[0]
+    try:
+        deadline = time.monotonic() + 300
+        while not state.is_file() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        assert state.is_file(), process.stdout.read()
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=120)[0]
+    finally:
+        if process.poll() is None:  # never left training for the rest of the suite
+            kill(process)
     assert process.returncode == 130, output[-3000:]
     assert "Traceback" not in output and "Exception ignored" not in output
     assert [line for line in output.splitlines() if "interrupted" in line] == [
