@@ -16,11 +16,12 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from kerapipe.errors import ConfigError
+
+if TYPE_CHECKING:  # imported where used: `kerapipe validate` starts without NumPy
+    import numpy as np
 
 log = logging.getLogger(__name__)
 BACKENDS = ("tensorflow", "jax")
@@ -192,6 +193,8 @@ def inference_step(model: Any) -> Callable[[Any], np.ndarray]:
     if isinstance(model, SavedModel):
         return model
     if current() == "jax":
+        import numpy as np
+
         return lambda batch: _as_array(model.predict_on_batch(np.asarray(batch)))
     import tensorflow as tf
 
@@ -200,6 +203,8 @@ def inference_step(model: Any) -> Callable[[Any], np.ndarray]:
 
 
 def _as_array(output: Any) -> np.ndarray:
+    import numpy as np
+
     if isinstance(output, dict):  # a SavedModel signature returns {name: tensor}
         output = next(iter(output.values()))
     return np.asarray(output)

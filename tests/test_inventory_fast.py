@@ -56,14 +56,15 @@ def test_local_files_are_sorted_posix_paths_without_dot_segments(tmp_path, monke
     assert LocalSource().read_bytes("a/1.png", 100) == b"\x89PNG\r\n\x1a\n"
 
 
-def test_validate_imports_neither_tensorflow_nor_pandas(make_params):
+def test_validate_imports_neither_tensorflow_nor_pandas_nor_numpy(make_params):
     _, path = make_params()
     code = (
         "import sys, contextlib, io\n"
         "from kerapipe.cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         f"    code = main(['validate', '--params', {str(path)!r}])\n"
-        "print(code, sorted(m for m in ('tensorflow', 'keras', 'pandas') if m in sys.modules))\n"
+        "heavy = ('tensorflow', 'keras', 'pandas', 'numpy')\n"
+        "print(code, sorted(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.split() == ["0", "[]"], out.stderr[-2000:]
