@@ -181,12 +181,17 @@ def run(argv: Sequence[str] | None = None) -> None:
     """The ``kerapipe`` command (and the DVC stages): ``main``, then an exit that skips
     tearing the interpreter down (``exit_without_teardown``)."""
     atexit.register(exit_without_teardown)  # first registered: it runs after every other
-    try:
-        code = main(argv)
-    except SystemExit as exit:  # argparse's --help, --version and usage errors
-        code = exit.code if isinstance(exit.code, int) else 0 if exit.code is None else 1
+    code = exit_status(argv)
     _exit_code.append(code)
     sys.exit(code)
+
+
+def exit_status(argv: Sequence[str] | None = None) -> int:
+    """``main``'s exit status, argparse's exits (--help, --version, usage errors) included."""
+    try:
+        return main(argv)
+    except SystemExit as exit:
+        return exit.code if isinstance(exit.code, int) else 0 if exit.code is None else 1
 
 
 _exit_code: list[int] = []

@@ -65,7 +65,7 @@ def kerapipe_here(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     and its exit code, as ``kerapipe`` returns them (an unexpected exception propagates, as
     a process would show its traceback). For checks that need no process of their own:
     TensorFlow is already imported here, a fresh process spends seconds importing it."""
-    from kerapipe.cli import main
+    from kerapipe.cli import exit_status
 
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
@@ -73,10 +73,7 @@ def kerapipe_here(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     os.chdir(cwd)  # contextlib.chdir is Python 3.11's
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main(list(args))
-            except SystemExit as exit:  # argparse's usage errors and --help
-                code = exit.code if isinstance(exit.code, int) else 0 if exit.code is None else 1
+            code = exit_status(list(args))
     finally:
         os.chdir(before)
         root.handlers[:], root.level = handlers, level  # main's basicConfig wrote to `err`
