@@ -24,6 +24,14 @@ from tests.helpers import REPO, copy_project
 PLANTED_SECRET = "kp-PLANTED-secret-5d1f0c3a9e7b"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules holding end-to-end tests first, each module's tests kept together (its
+    fixtures built once per worker): pytest-xdist's work stealing (``--dist worksteal``) then
+    ends both workers on quick tests, not one worker on a long test while the other idles."""
+    slow = {item.path for item in items if item.get_closest_marker("e2e")}
+    items.sort(key=lambda item: item.path not in slow)
+
+
 @pytest.fixture(autouse=True)
 def _work_in_tmp_path(tmp_path, monkeypatch):
     """Run every test in its own folder, so outputs written relative to the working directory
