@@ -56,6 +56,13 @@ def test_a_missing_preset_folder_is_named_at_the_door(tmp_path):
         check_params(validate_params(hub_params(tmp_path / "nowhere")))
 
 
+def test_rgba_is_refused_at_the_door(preset):
+    rgba = hub_params(preset)
+    rgba["MODEL"]["MODEL_PARAMS"]["INPUT_SHAPE"] = [32, 32, 4]
+    with pytest.raises(ConfigError, match="keras_hub takes RGB images, got 4 channels"):
+        check_params(validate_params(rgba))
+
+
 def test_a_missing_package_names_the_install_that_works():
     registry = Registry("model")
     registry.register(

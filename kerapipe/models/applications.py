@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from kerapipe.errors import ConfigError, ModelError
+from kerapipe.errors import ModelError
 from kerapipe.models.base import BASE, FEATURES, BaseModelParams, Head, ModelBuilder
 from kerapipe.models.keras_backbones import BACKBONES
 from kerapipe.models.weights import WeightsFile, WeightsSpec, checked
@@ -62,18 +62,10 @@ class ApplicationBuilder(ModelBuilder):
     Params = ApplicationParams
     spatial_output = True
     has_base = True
+    rgb_only = True
     constructor: ClassVar[str]  # attribute of keras.applications
     module: ClassVar[str]  # keras.applications.<module>.preprocess_input
     min_input_size: ClassVar[int] = 32
-
-    def check_input_shape(self, shape: tuple[int, int, int]) -> None:
-        super().check_input_shape(shape)
-        if shape[2] == 4:
-            raise ConfigError(
-                f"MODEL.MODEL_PARAMS.INPUT_SHAPE: {self.name} takes RGB images, got 4 channels "
-                f"({list(shape)}). Set the last entry to 3 (images are converted to RGB when "
-                "decoded) or 1 (grey, repeated to 3 channels inside the model)."
-            )
 
     def weights_specs(self) -> list[WeightsSpec]:
         specs = super().weights_specs()

@@ -89,6 +89,7 @@ class ModelBuilder:
     min_input_size: ClassVar[int] = 1
     spatial_output: ClassVar[bool] = False  # can build a per-pixel head (Head.spatial)
     has_base: ClassVar[bool] = False  # a pretrained base (a layer named BASE) to freeze
+    rgb_only: ClassVar[bool] = False  # takes grey (repeated inside) or RGB, never RGBA
 
     def __init__(self, model_params: dict[str, Any], name: str = "") -> None:
         self.name = name
@@ -104,6 +105,12 @@ class ModelBuilder:
                 f"MODEL.MODEL_PARAMS.INPUT_SHAPE: {self.name} needs images of at least "
                 f"{self.min_input_size}x{self.min_input_size} pixels, got {list(shape)}. "
                 "Raise INPUT_SHAPE (images are resized to it) or choose another MODEL_NAME."
+            )
+        if self.rgb_only and shape[2] == 4:
+            raise ConfigError(
+                f"MODEL.MODEL_PARAMS.INPUT_SHAPE: {self.name} takes RGB images, got 4 channels "
+                f"({list(shape)}). Set the last entry to 3 (images are converted to RGB when "
+                "decoded) or 1 (grey, repeated to 3 channels inside the model)."
             )
 
     @property

@@ -60,19 +60,11 @@ class HubBuilder(ModelBuilder):
 
     Params = HubParams
     has_base = True
+    rgb_only = True
 
     @property
     def pretrained(self) -> bool:
         return True  # a preset is its weights
-
-    def check_input_shape(self, shape: tuple[int, int, int]) -> None:
-        super().check_input_shape(shape)
-        if shape[2] == 4:
-            raise ConfigError(
-                f"MODEL.MODEL_PARAMS.INPUT_SHAPE: {self.name} takes RGB images, got 4 channels "
-                f"({list(shape)}). Set the last entry to 3 (images are converted to RGB when "
-                "decoded) or 1 (grey, repeated to 3 channels inside the model)."
-            )
 
     def check_files(self) -> None:
         super().check_files()
