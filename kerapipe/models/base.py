@@ -89,7 +89,7 @@ class ModelBuilder:
     min_input_size: ClassVar[int] = 1
     spatial_output: ClassVar[bool] = False  # can build a per-pixel head (Head.spatial)
     has_base: ClassVar[bool] = False  # a pretrained base (a layer named BASE) to freeze
-    rgb_only: ClassVar[bool] = False  # takes grey (repeated inside) or RGB, never RGBA
+    rgb_only: ClassVar[bool] = False  # a 4-channel INPUT_SHAPE refused (an RGB-trained base)
 
     def __init__(self, model_params: dict[str, Any], name: str = "") -> None:
         self.name = name
