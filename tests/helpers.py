@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,6 +114,24 @@ def start(args: list[str], cwd: Path) -> subprocess.Popen:
 
 def _sigint_as_from_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python then installs its own handler
+
+
+def wait_for_epoch(
+    state_file: Path, epoch: int, process: subprocess.Popen, timeout: float = 300
+) -> None:
+    """Block until the training ``process`` (still running) has recorded ``epoch`` completed
+    epochs in its checkpoints' ``state.json``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "training ended before it could be signalled"
+        if state_file.is_file():
+            try:
+                if json.loads(state_file.read_text())["epoch"] >= epoch:
+                    return
+            except json.JSONDecodeError:
+                pass
+        time.sleep(0.05)
+    raise AssertionError(f"no epoch {epoch} within {timeout}s")
 
 
 def kill(process: subprocess.Popen) -> None:

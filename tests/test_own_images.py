@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import signal
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from kerapipe.errors import DataError
 from kerapipe.steps.inventory import run_inventory
 from kerapipe.steps.validate import validate_pipeline
 from kerapipe.tasks.classification.head import classification_scores
-from tests.helpers import BIN, context, kerapipe, kill, run, start
+from tests.helpers import BIN, context, kerapipe, kill, run, start, wait_for_epoch
 
 SIZES = {"cats": 20, "dogs": 12, "owls": 2}  # the classes of the report
 
@@ -156,10 +155,7 @@ def test_ctrl_c_ends_with_one_line_and_keeps_the_checkpoints(make_params, tmp_pa
     process = start([str(BIN / "kerapipe"), "train", "--params", str(path)], tmp_path)
     state = tmp_path / "models" / "digits_cnn" / "checkpoints" / "state.json"
     try:
-        deadline = time.monotonic() + 300
-        while not state.is_file() and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.2)
-        assert state.is_file(), process.stdout.read()
+        wait_for_epoch(state, 1, process)
         process.send_signal(signal.SIGINT)
         output = process.communicate(timeout=120)[0]
     finally:

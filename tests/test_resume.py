@@ -12,25 +12,10 @@ import yaml
 
 from kerapipe.steps.inventory import run_inventory
 from kerapipe.steps.train import run_training
-from tests.helpers import BIN, context, kill, run, start
+from tests.helpers import BIN, context, kill, run, start, wait_for_epoch
 
 pytestmark = pytest.mark.e2e
 EPOCHS = 5
-
-
-def wait_for_epoch(state_file, epoch, process, timeout=300):
-    """Block until the checkpoint state records ``epoch`` completed epochs."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "training ended before it could be killed"
-        if state_file.is_file():
-            try:
-                if json.loads(state_file.read_text())["epoch"] >= epoch:
-                    return
-            except json.JSONDecodeError:
-                pass
-        time.sleep(0.05)
-    raise AssertionError(f"no epoch {epoch} within {timeout}s")
 
 
 def set_param(path, group, key, value):
