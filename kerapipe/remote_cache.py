@@ -26,6 +26,7 @@ import atexit
 import hashlib
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -96,9 +97,9 @@ class RemoteCache:
         """Where the file ``path`` (as the source names it, without its protocol) lives in
         the cache; ``version`` None stands for a file that does not exist."""
         parts = [_safe(part) for part in path.replace("://", "/").strip("/").split("/")]
-        stem, dot, suffix = parts[-1].rpartition(".")
+        stem, suffix = _split_suffix(parts[-1])
         tag = "missing" if version is None else version or "unversioned"
-        parts[-1] = f"{stem}.{tag}.{suffix}" if dot and stem else f"{parts[-1]}.{tag}"
+        parts[-1] = f"{stem}.{tag}{suffix}"
         return self.files.joinpath(_safe(protocol), *parts)
 
     def fetch(
@@ -272,6 +273,21 @@ def _write(target: Path, data: bytes) -> None:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _split_suffix(name: str) -> tuple[str, str]:
+    """``name`` as its stem and its whole suffix of word-like parts, kept together so a
+    reader that goes by the ending still knows the file: ``mnv2.weights.h5`` (Keras reads
+    ``.weights.h5`` and ``.h5`` differently), ``data.tar.gz``; ``scan.2024.01.png`` keeps
+    ``.png`` alone."""
+    stem, *suffixes = name.split(".")
+    kept: list[str] = []
+    while suffixes and re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", suffixes[-1]):
+        kept.insert(0, suffixes.pop())
+    stem = ".".join([stem, *suffixes])
+    if not stem:  # a name that is all suffix (".env"): the whole name is the stem
+        return name, ""
+    return stem, "".join(f".{part}" for part in kept)
 
 
 def _safe(part: str) -> str:

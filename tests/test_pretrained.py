@@ -66,12 +66,16 @@ def resolve(params: dict, keras_home: Path) -> subprocess.CompletedProcess:
 
 def headless_weights(path: Path) -> float:
     """A weights file of a headless MobileNetV2 (random), saved as Keras' own ``.h5``
-    files are; the sum of its first kernel, to know it when loaded."""
+    files are, or as Keras 3 saves weights alone when ``path`` ends in ``.weights.h5``; the
+    sum of its first kernel, to know it when loaded."""
     import keras
 
     base = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
     path.parent.mkdir(parents=True, exist_ok=True)
-    base.save(path)
+    if path.name.endswith(".weights.h5"):
+        base.save_weights(path)
+    else:
+        base.save(path)
     return float(base.get_layer("Conv1").get_weights()[0].sum())
 
 
@@ -121,6 +125,13 @@ def test_weights_by_url_over_http_with_their_sha256(default_params, tmp_path, ht
     refused = resolve(params, tmp_path / "k")
     assert refused.returncode == 1
     assert f"has the sha256 {sha256}, not the {'0' * 64}" in refused.stdout
+
+    # Keras 3's weights-only file: its cached copy keeps the .weights.h5 ending Keras reads
+    kernel = headless_weights(root / "mine.weights.h5")
+    params = backbone_params(default_params, tmp_path, WEIGHTS=f"{url}/mine.weights.h5")
+    done = resolve(params, tmp_path / "k")
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["kernel"] == pytest.approx(kernel)
 
 
 def test_weights_by_url_on_s3(default_params, tmp_path, s3):

@@ -115,6 +115,21 @@ def test_remote_files_are_fetched_once_then_read_from_the_cache(tmp_path):
     assert not Path(missing).exists()
 
 
+@pytest.mark.parametrize(
+    ("name", "kept"),
+    [
+        ("mnv2.weights.h5", "mnv2.V.weights.h5"),  # Keras reads .weights.h5 and .h5 apart
+        ("data.tar.gz", "data.V.tar.gz"),
+        ("scan.2024.01.png", "scan.2024.01.V.png"),
+        ("README", "README.V"),
+        (".env", ".env.V"),
+    ],
+)
+def test_a_cached_file_keeps_the_whole_ending_of_its_name(tmp_path, name, kept):
+    cache = cache_at(tmp_path / "cache")
+    assert cache.path_for("https", f"host/folder/{name}", "V").name == kept
+
+
 def fetch_in_another_process(cache: Path, urls: list[str], max_gb: float, wait=False):
     """Start a process that fetches ``urls`` over HTTP into ``cache``, one call each, in
     order; with ``wait`` it holds its lease until its stdin closes."""
