@@ -21,11 +21,14 @@ import yaml
 from kerapipe.checks import check_params
 from kerapipe.config import validate_params
 from kerapipe.errors import ConfigError
+from kerapipe.models.base import Head, model_builder
 from kerapipe.steps.inventory import run_inventory
 from kerapipe.steps.train import run_training
 from kerapipe.training import fine_tuning
+from kerapipe.training.frozen_features import features_kind, split_at_features
 from tests.helpers import REPO, context
 
+DEFAULT = yaml.safe_load((REPO / "params.yaml").read_text())
 SCHEDULE = {"FROZEN_EPOCHS": 2, "UNFREEZE": 20, "LEARNING_RATE_FACTOR": 0.1}
 
 
@@ -199,6 +202,32 @@ def test_frozen_epochs_on_cached_features_equal_training_through_the_base(tuned)
     entries = sorted((tuned["disk"] / "cache").rglob("*.u8"))
     assert len([e for e in entries if e.stat().st_size == 1280 * 4 + 8]) == 90  # one per image
     assert not [e for e in sorted((tuned["none"] / "cache").rglob("*.u8"))]  # CACHE: none
+
+
+def test_features_are_keyed_by_the_input_shape_and_the_weights_loaded(pretrained, tmp_path):
+    """Pooled features have one shape at any input size, so the key names the input shape;
+    and it names the weights as loaded, so another file, or a random base's other seed,
+    computes new features. The same settings share one key."""
+
+    def kind(shape: tuple[int, int, int], weights: Path | None, seed: int = 0) -> str:
+        keras.utils.set_random_seed(seed)
+        params = {"INPUT_SHAPE": list(shape), "WEIGHTS": str(weights) if weights else None}
+        model = {**DEFAULT["MODEL"], "MODEL_NAME": "mobilenet_v2", "MODEL_PARAMS": params}
+        validated = validate_params({**DEFAULT, "MODEL": model})
+        builder = model_builder(validated)
+        builder.resolve_weights(validated.DATA)
+        extractor, _ = split_at_features(builder.build(Head(3, "softmax")))
+        return features_kind(builder.name, extractor)
+
+    other = tmp_path / "other.weights.h5"
+    base = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
+    base.save_weights(other)
+    first = kind((32, 32, 1), pretrained)
+    assert kind((32, 32, 1), pretrained, seed=1) == first  # loaded weights: the seed is moot
+    assert kind((48, 48, 1), pretrained) != first
+    assert kind((32, 32, 3), pretrained) != first
+    assert kind((32, 32, 1), other) != first
+    assert kind((32, 32, 1), None, seed=1) != kind((32, 32, 1), None, seed=2)
 
 
 @pytest.mark.e2e

@@ -3,10 +3,10 @@ the base gives every image the same features every epoch: they are computed once
 decoded image cache beside the images (kerapipe/decoded_cache.py), and the head trains on them.
 
 An entry is one image's features, keyed as a decoded image is (its content and the input
-shape) and by what made them: the backbone, the sha256 of each weights file loaded, the
-precision policy, the backend and the Keras version. Every run and experiment on the same
-machine shares them: a sweep over the head's learning rate (``dvc exp run --queue``) pays
-the backbone once for all of them.
+shape) and by what made them: the backbone, the values of its weights as loaded (whichever
+file, or seed, they came from), the precision policy, the backend and the Keras version.
+Every run and experiment on the same machine shares them: a sweep over the head's learning
+rate (``dvc exp run --queue``) pays the backbone once for all of them.
 
 The head is the part of the model after its ``features`` layer (kerapipe/models/base.py), the
 same layers, so what it learns is the model's; it is fed the same examples in the same
@@ -67,11 +67,17 @@ def split_at_features(model: keras.Model) -> tuple[keras.Model, keras.Model] | N
     return extractor, head
 
 
-def features_kind(model_name: str, weights_sha256: list[str]) -> str:
-    """What made a model's features, as part of their cache key."""
+def features_kind(model_name: str, extractor: keras.Model) -> str:
+    """What made a model's features, as part of their cache key: the model, the input shape
+    (pooled features have the same shape at any input size), and the extractor's weights
+    as loaded (every weights file, or a random start's seed, and the scaling layers)."""
+    weights = hashlib.blake2b(digest_size=20)
+    for variable in extractor.weights:
+        weights.update(np.ascontiguousarray(keras.ops.convert_to_numpy(variable)).tobytes())
     what = {
         "model": model_name,
-        "weights": sorted(weights_sha256),
+        "input_shape": list(extractor.input_shape[1:]),
+        "weights": weights.hexdigest(),
         "policy": keras.mixed_precision.global_policy().name,
         "backend": keras.backend.backend(),
         "keras": keras.__version__,

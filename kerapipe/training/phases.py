@@ -97,8 +97,7 @@ class Phases:
             return None, None
         extractor, head = split
         rows = inputs.local_rows
-        weights = [file.sha256 for file in self.builder.weights.values()]
-        kind = features_kind(self.builder.name, weights)
+        kind = features_kind(self.builder.name, extractor)
         cached = cache_features(
             extractor, self.task, rows, inputs.options, store, kind, inputs.batch_size
         )
