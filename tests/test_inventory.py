@@ -259,8 +259,12 @@ def test_validate_reads_headers_and_follows_bad_images(small_params, small_data)
 
 
 def test_too_few_images_to_stratify(small_params):
-    with pytest.raises(DataError, match="INVENTORY.VALIDATION_SPLIT: cannot split 10 images"):
-        inventory(small_params(**{"INVENTORY.VALIDATION_SPLIT": 0.1}))
+    """1 validation image for 2 classes: one of each class instead; no image left to train
+    on for a class: refused."""
+    table = pd.read_csv(inventory(small_params(**{"INVENTORY.VALIDATION_SPLIT": 0.1})).csv_path)
+    assert table[table.split == "validation"].label.value_counts().to_dict() == {0: 1, 1: 1}
+    with pytest.raises(DataError, match="INVENTORY.VALIDATION_SPLIT: 0.95 of 10 images leaves"):
+        inventory(small_params(**{"INVENTORY.VALIDATION_SPLIT": 0.95}))
 
 
 def test_inventory_does_not_import_tensorflow(make_params):

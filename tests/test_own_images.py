@@ -70,6 +70,30 @@ def test_every_class_gets_a_validation_image(default_params, tmp_path):
     assert pd.read_csv(tmp_path / "inventory" / "inventory.csv").equals(table)  # seeded
 
 
+def test_a_split_too_small_to_stratify_validates_one_image_of_each_class(
+    default_params, tmp_path, caplog
+):
+    """10, 2 and 2 images with VALIDATION_SPLIT 0.1: 2 validation images for 3 classes is
+    too few to stratify (scikit-learn refuses it): one image of each class instead, with a
+    warning; a split that leaves fewer images to train on than classes is refused."""
+    data = photos(tmp_path / "data", {"cats": 10, "dogs": 2, "owls": 2})
+    params = own_params(default_params, tmp_path, data, **{"INVENTORY.VALIDATION_SPLIT": 0.1})
+    validate_pipeline(context(validate_params(params)))
+    caplog.set_level("WARNING")
+    run_inventory(context(validate_params(params)))
+    table = pd.read_csv(tmp_path / "inventory" / "inventory.csv")
+    assert table[table.split == "validation"].class_name.value_counts().to_dict() == {
+        "cats": 1, "dogs": 1, "owls": 1}  # fmt: skip
+    assert set(table[table.split == "train"].class_name) == {"cats", "dogs", "owls"}
+    assert "0.1 of 14 images is 2 validation image(s), fewer than the 3 classes" in caplog.text
+
+    params = own_params(default_params, tmp_path, data, **{"INVENTORY.VALIDATION_SPLIT": 0.9})
+    params["INVENTORY"]["FORCE"] = True
+    with pytest.raises(DataError, match="0.9 of 14 images leaves 1 to train on, fewer than"):
+        run_inventory(context(validate_params(params)))
+    assert pd.read_csv(tmp_path / "inventory" / "inventory.csv").equals(table)  # kept
+
+
 def test_a_class_without_a_validation_image_stays_out_of_the_averages(caplog):
     """A class absent from the truth has no F1 to average: macro F1 over the others (0.4 in
     the issue's report, not 0.267), and a warning names it."""

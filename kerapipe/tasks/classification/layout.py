@@ -4,6 +4,8 @@ validation image."""
 
 from __future__ import annotations
 
+import logging
+import math
 import operator
 from typing import TYPE_CHECKING
 
@@ -18,6 +20,7 @@ from kerapipe.tasks.base import TaskLayout, TaskSettings
 if TYPE_CHECKING:  # imported where used: `kerapipe validate` needs neither
     import pandas as pd
 
+log = logging.getLogger(__name__)
 KEY = "PIPELINE.TASK_PARAMS"
 DATA_KEY = "DATA.INVENTORY_DATA_DIR"
 
@@ -235,6 +238,21 @@ class ClassificationLayout(TaskLayout):
         from kerapipe.tasks.common import seeded_split  # imports pandas: not at start-up
 
         require_splittable(table.class_name.value_counts().to_dict())
+        classes, images = table.label.nunique(), len(table)
+        validation = math.ceil(validation_split * images)  # as scikit-learn sizes it
+        if images - validation < classes:
+            raise DataError(
+                f"INVENTORY.VALIDATION_SPLIT: {validation_split} of {images} images leaves "
+                f"{images - validation} to train on, fewer than the {classes} classes. Lower "
+                "it, or add images."
+            )
+        if validation < classes:  # too few to stratify: one image of each class instead
+            log.warning(
+                "INVENTORY.VALIDATION_SPLIT: %s of %d images is %d validation image(s), fewer "
+                "than the %d classes: one image of each class is validated instead.",
+                validation_split, images, validation, classes,
+            )  # fmt: skip
+            return one_of_each_class(table, seed)
         table = seeded_split(table, validation_split, seed, stratify=table.label)
         return every_class_validated(table, seed)
 
@@ -249,6 +267,18 @@ def require_splittable(counts: dict[str, int]) -> None:
             f"into training and validation: {listed}. Add images to them, or leave them out "
             f"({KEY}.CLASS_NAMES, or move their folders out)."
         )
+
+
+def one_of_each_class(table: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """``table`` with one image of each class, drawn with ``seed``, in the validation split."""
+    import numpy as np
+
+    table = table.copy()
+    table["split"] = "train"
+    random = np.random.default_rng(seed)
+    for label in sorted(table.label.unique()):
+        table.loc[random.choice(table.index[table.label == label]), "split"] = "validation"
+    return table
 
 
 def every_class_validated(table: pd.DataFrame, seed: int) -> pd.DataFrame:
