@@ -61,12 +61,16 @@ def test_smallest_input_and_channels_are_checked_before_any_work(default_params)
         check_params(rgba)
 
 
-def test_grey_images_are_repeated_to_three_channels_inside_the_model(default_params):
+def test_grey_images_are_repeated_to_three_channels_inside_the_model(default_params, caplog):
     """A 1-channel INPUT_SHAPE: the model takes grey images and gives the backbone the grey
-    repeated to RGB, so ImageNet weights see the colour images they were trained on."""
+    repeated to RGB, so ImageNet weights see the colour images they were trained on; the
+    run's log says so."""
     grey = model_builder(validate_params(backbone(default_params, "mobilenet_v2", [32, 32, 1])))
     rgb = model_builder(validate_params(backbone(default_params, "mobilenet_v2", [32, 32, 3])))
-    grey_model, rgb_model = grey.build(Head(3, "softmax")), rgb.build(Head(3, "softmax"))
+    caplog.set_level("INFO")
+    grey_model = grey.build(Head(3, "softmax"))
+    assert "each grey image is repeated to 3 inside the model" in caplog.text
+    rgb_model = rgb.build(Head(3, "softmax"))
     rgb_model.set_weights(grey_model.get_weights())
     pixels = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 1)).astype("float32")
     np.testing.assert_allclose(

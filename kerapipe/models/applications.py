@@ -12,6 +12,7 @@ loads in safe mode and predicts without kerapipe. A backbone takes RGB: with a 1
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
     from kerapipe.config import DataParams
 
+log = logging.getLogger(__name__)
 IMAGENET = "imagenet"
 
 
@@ -153,6 +155,7 @@ def grey_to_rgb(x: Any) -> Any:
     """A grey image repeated to three channels (a built-in layer: safe to load)."""
     from keras import layers
 
+    log.info("INPUT_SHAPE has 1 channel: each grey image is repeated to 3 inside the model.")
     return layers.Concatenate(name="grey_to_rgb")([x, x, x])
 
 
