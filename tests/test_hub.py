@@ -74,8 +74,13 @@ def test_a_missing_package_names_the_install_that_works():
 
 @pytest.mark.e2e
 def test_fine_tune_a_preset_then_load_and_predict(preset, make_params, tmp_path, digits):
-    """Train a preset's backbone fine-tuned (one frozen epoch, then unfrozen) on three of the
-    digits' classes, save, and load the model back with Keras alone to predict."""
+    """Train a preset's backbone fine-tuned (one frozen epoch, then its top 6 layers
+    unfrozen) on three of the digits' classes, resume it for a third epoch in the unfrozen
+    phase (the layers left frozen stay so: a keras-hub backbone's config does not say which
+    they are, so the checkpoint is loaded into the model built from the params, optimizer
+    state included), save, and load the model back with Keras alone to predict."""
+    import warnings
+
     import keras
 
     from kerapipe.steps.inventory import run_inventory
@@ -89,11 +94,25 @@ def test_fine_tune_a_preset_then_load_and_predict(preset, make_params, tmp_path,
     params["DATA"].update(INVENTORY_DATA_DIR=str(data), PREDICTION_LABELS=None)
     params["PIPELINE"]["TASK_PARAMS"] = {}
     params["MODEL"] = hub_params(preset)["MODEL"]
-    params["TRAINING"].update(NUM_EPOCHS=2, FINE_TUNING={"FROZEN_EPOCHS": 1})
+    params["TRAINING"].update(NUM_EPOCHS=2, FINE_TUNING={"FROZEN_EPOCHS": 1, "UNFREEZE": 6})
+    params["TRAINING"].update(LOAD_CHECKPOINT=True)
     ctx = context(validate_params(params))
     run_inventory(ctx)
     run_training(ctx)
+    params["TRAINING"].update(NUM_EPOCHS=3, FORCE=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert run_training(context(validate_params(params))).initial_epoch == 2
+    assert not [w for w in caught if "Skipping variable loading" in str(w.message)]
     run_dir = tmp_path / "models" / "digits_cnn"
+    second, third = (
+        keras.saving.load_model(run_dir / "checkpoints" / f"epoch_000{n}.keras", compile=False)
+        for n in (2, 3)
+    )
+    layers = list(zip(second.get_layer("base").layers, third.get_layer("base").layers, strict=True))
+    changed = [i for i, (a, b) in enumerate(layers)
+               if not all(map(np.array_equal, a.get_weights(), b.get_weights()))]  # fmt: skip
+    assert changed and min(changed) >= len(layers) - 6
     model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
     images = np.zeros((2, 32, 32, 1), "float32")
     assert model.predict(images, verbose=0).shape == (2, 3)

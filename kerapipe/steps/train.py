@@ -14,6 +14,7 @@ import logging
 import tempfile
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 from kerapipe import backend, distribution, fingerprints
 from kerapipe.artifacts import ModelPaths
@@ -30,9 +31,9 @@ from kerapipe.reproducibility import seed_everything, set_precision
 from kerapipe.sources import LocalSource
 from kerapipe.steps.inventory import inventory_settings
 from kerapipe.training import live as dvclive
-from kerapipe.training.checkpoints import Checkpoints
+from kerapipe.training.checkpoints import Checkpoints, checkpoint_epoch
 from kerapipe.training.inputs import TrainingInputs, evaluation_data, training_inputs
-from kerapipe.training.model import load_checkpoint, new_model
+from kerapipe.training.model import load_checkpoint, new_model, unfreeze_and_compile
 from kerapipe.training.outputs import (
     keep_existing_model,
     write_model_files,
@@ -72,6 +73,15 @@ class Run:
         schedule = self.ctx.params.TRAINING.FINE_TUNING
         frozen = schedule is not None and schedule.FROZEN_EPOCHS > 0
         return new_model(self.ctx.builder, self.ctx.task.head, self.ctx.params.MODEL, frozen)
+
+    def load(self, path: Path):
+        """A checkpoint of this run, loaded into a new model in the phase that wrote it (the
+        checkpoint of epoch N was written after epoch N)."""
+        model = self.build()
+        schedule = self.ctx.params.TRAINING.FINE_TUNING
+        if schedule is not None and checkpoint_epoch(path.name) > schedule.FROZEN_EPOCHS:
+            unfreeze_and_compile(model, schedule, self.ctx.task.head, self.ctx.params.MODEL)
+        return load_checkpoint(path, model)
 
 
 def run_training(ctx: RunContext) -> TrainingResult:
@@ -156,11 +166,9 @@ def _starting_model(run: Run, checkpoints: Checkpoints):
     model, or ``(None, a new model)``."""
     load = run.ctx.params.TRAINING.LOAD_CHECKPOINT
     if run.dist.multi_process:
-        return resume_on_every_process(
-            run.dist, checkpoints, load, run.build, load_checkpoint, run.seed
-        )
+        return resume_on_every_process(run.dist, checkpoints, load, run.build, run.load, run.seed)
     with run.dist.scope():
-        resumed = checkpoints.resume(load_checkpoint) if load else None
+        resumed = checkpoints.resume(run.load) if load else None
         return resumed if resumed else (None, run.build())
 
 
@@ -178,7 +186,7 @@ def _epochs(run: Run, model, inputs: TrainingInputs, checkpoints, state, live_se
         # Under a multi-process distribution every process takes part in each save, on the
         # training thread; otherwise a background thread writes the checkpoints.
         callbacks = checkpoints.callbacks(
-            state, [logger, *build_callbacks(training.CALLBACKS)], load_checkpoint,
+            state, [logger, *build_callbacks(training.CALLBACKS)], run.load,
             (live_set_aside,), background=not run.dist.multi_process,
         )  # fmt: skip
         steps = backend.steps_per_execution(training.STEPS_PER_EXECUTION, training.DISTRIBUTION)

@@ -179,7 +179,7 @@ class Checkpoints:
         for name in names:
             if not name.endswith(".keras") or name in keep:
                 continue
-            if state is None or _epoch_of(name) > state.epoch:
+            if state is None or checkpoint_epoch(name) > state.epoch:
                 self.folder.remove(name)
         self.recover()
 
@@ -288,10 +288,13 @@ class Checkpoints:
         if folder.remote:
             names |= {path.name for path in folder.local.glob("*.keras")}
         for name in names:
-            if CHECKPOINT_FILE.match(name) and name not in keep and _epoch_of(name) < state.epoch:
+            old = checkpoint_epoch(name) < state.epoch
+            if CHECKPOINT_FILE.match(name) and name not in keep and old:
                 folder.remove(name)
 
 
-def _epoch_of(name: str) -> int:
+def checkpoint_epoch(name: str) -> int:
+    """The epochs done when the checkpoint file ``name`` was written (a huge number for a
+    name that is not a checkpoint's)."""
     match = CHECKPOINT_FILE.match(name)
     return int(match[2]) if match else 1 << 30

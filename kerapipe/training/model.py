@@ -1,6 +1,6 @@
 """The model a training run starts from: built from the model registry with the task's head,
 given its initial weights, and compiled with the loss, optimizer and metrics the params name;
-or a checkpoint, loaded whole with its optimizer state."""
+or a checkpoint's weights and optimizer state, loaded into the model built so."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import keras
 
 from kerapipe.components import build_loss, build_metrics, build_optimizer
-from kerapipe.config import ModelParams
+from kerapipe.config import FineTuningParams, ModelParams
 from kerapipe.errors import ModelError
 from kerapipe.models.base import ModelBuilder
 from kerapipe.tasks.base import TaskHead
@@ -44,12 +44,27 @@ def compile_model(
     )
 
 
-def load_checkpoint(path: Path) -> keras.Model:
-    """A checkpoint with its optimizer state (kerapipe's custom losses and metrics known)."""
-    import kerapipe.losses  # noqa: F401  (registers kerapipe's serializable losses
-    import kerapipe.metrics  # noqa: F401  and metrics, which a checkpoint may use)
+def unfreeze_and_compile(
+    model: keras.Model, schedule: FineTuningParams, head: TaskHead, settings: ModelParams
+) -> None:
+    """Unfreeze the base as ``schedule.UNFREEZE`` says and compile ``model`` again at the
+    learning rate times ``schedule.LEARNING_RATE_FACTOR``."""
+    from kerapipe.training import fine_tuning
 
-    return keras.saving.load_model(path, safe_mode=True)
+    fine_tuning.unfreeze(model, schedule.UNFREEZE)
+    optimizer = build_optimizer(settings, schedule.LEARNING_RATE_FACTOR)
+    compile_model(model, head, settings, optimizer)
+
+
+def load_checkpoint(path: Path, model: keras.Model) -> keras.Model:
+    """``model``, built from the params as the phase that wrote the checkpoint ``path`` left
+    it (its trainable layers, its optimizer), with the checkpoint's weights and optimizer
+    state loaded into it. Keras' ``load_model`` would rebuild the model from the file's
+    config instead, which for a keras-hub backbone does not say which layers were frozen,
+    and then skip the optimizer state, whose variables no longer match."""
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(path)
+    return model
 
 
 def load_initial_weights(model: keras.Model, path: str | None) -> None:

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field, replace
 
 import keras
 
-from kerapipe.components import build_optimizer
 from kerapipe.config import ModelParams, TrainingParams
 from kerapipe.distribution import Distribution
 from kerapipe.models.base import ModelBuilder
@@ -26,7 +25,7 @@ from kerapipe.training.frozen_features import (
     split_at_features,
 )
 from kerapipe.training.inputs import TrainingInputs
-from kerapipe.training.model import compile_model
+from kerapipe.training.model import compile_model, unfreeze_and_compile
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +74,7 @@ class Phases:
         the learning rate times ``LEARNING_RATE_FACTOR``."""
         schedule = self.training.FINE_TUNING
         with self.dist.scope():
-            fine_tuning.unfreeze(model, schedule.UNFREEZE)
-            optimizer = build_optimizer(self.model_settings, schedule.LEARNING_RATE_FACTOR)
-            compile_model(model, self.task.head, self.model_settings, optimizer)
+            unfreeze_and_compile(model, schedule, self.task.head, self.model_settings)
         self.checkpoints.model_changed()
         log.info(
             "Unfroze %s of the base; learning rate x %g from here on.",
