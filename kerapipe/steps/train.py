@@ -67,21 +67,21 @@ class Run:
     seed: int = 0
     weights: dict = field(default_factory=dict)
 
-    def build(self):
-        """A new model, compiled (kerapipe/training/model.py); its base frozen when a
-        fine-tuning schedule starts frozen."""
+    def build(self, epochs_done: int = 0):
+        """A new model, compiled (kerapipe/training/model.py), as the phase that ran epoch
+        ``epochs_done`` left it (0: as a run starts): under a fine-tuning schedule, the base
+        frozen for the frozen epochs, then unfrozen at the scaled learning rate."""
         schedule = self.ctx.params.TRAINING.FINE_TUNING
         frozen = schedule is not None and schedule.FROZEN_EPOCHS > 0
-        return new_model(self.ctx.builder, self.ctx.task.head, self.ctx.params.MODEL, frozen)
+        head, settings = self.ctx.task.head, self.ctx.params.MODEL
+        model = new_model(self.ctx.builder, head, settings, frozen)
+        if frozen and epochs_done > schedule.FROZEN_EPOCHS:
+            unfreeze_and_compile(model, schedule, head, settings)
+        return model
 
     def load(self, path: Path):
-        """A checkpoint of this run, loaded into a new model in the phase that wrote it (the
-        checkpoint of epoch N was written after epoch N)."""
-        model = self.build()
-        schedule = self.ctx.params.TRAINING.FINE_TUNING
-        if schedule is not None and checkpoint_epoch(path.name) > schedule.FROZEN_EPOCHS:
-            unfreeze_and_compile(model, schedule, self.ctx.task.head, self.ctx.params.MODEL)
-        return load_checkpoint(path, model)
+        """A checkpoint of this run, loaded into a new model in the phase that wrote it."""
+        return load_checkpoint(path, self.build(checkpoint_epoch(path.name)))
 
 
 def run_training(ctx: RunContext) -> TrainingResult:
@@ -148,7 +148,8 @@ def _train(run: Run) -> TrainingResult:
     )  # fmt: skip
     history, live = _epochs(run, model, inputs, checkpoints, state, live_set_aside)
     if dist.multi_process:  # saving and evaluation run on process 0 alone
-        model = local_copy(dist, model, run.build, run.seed)
+        epochs_done = initial_epoch + len(next(iter(history.values()), []))
+        model = local_copy(dist, model, partial(run.build, epochs_done), run.seed)
         if not dist.writer:
             live.end()
             dist.wait_for_all()  # for process 0's outputs: exiting first would time out

@@ -39,7 +39,7 @@ def resume_on_every_process(
     dist: Distribution,
     checkpoints: Checkpoints,
     resume: bool,
-    build: Callable[[], keras.Model],
+    build: Callable[[int], keras.Model],
     load: Callable[[Path], keras.Model],
     seed: int,
 ) -> tuple[CheckpointState | None, keras.Model]:
@@ -47,7 +47,7 @@ def resume_on_every_process(
     checkpoint state, weights and optimizer state; ``resume``: LOAD_CHECKPOINT): only
     process 0 reads the checkpoints (with ``load``), on its own (a load computes, and a
     computation on the global arrays would wait for the others); every process then builds
-    the model alike (``build``) and takes those values."""
+    the model alike (``build``, given the epochs done) and takes those values."""
     state, arrays = None, None
     if dist.writer and resume:
         with dist.paused():
@@ -57,7 +57,7 @@ def resume_on_every_process(
     shared = dist.from_writer(asdict(state) if state else None)
     if shared is not None:  # the load drew from process 0's generator: all start alike again
         keras.utils.set_random_seed(seed)
-    model = build()
+    model = build(shared["epoch"] if shared else 0)
     if shared is None:
         return None, model
     model.optimizer.build(model.trainable_variables)
