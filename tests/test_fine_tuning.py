@@ -112,6 +112,11 @@ def test_phases_of_a_run():
     assert fine_tuning.phases(None, 3, True) == [fine_tuning.Phase(0, 3, True)]
     later = fine_tuning.remaining(fine_tuning.phases(schedule, 5, False), 3)
     assert later == [fine_tuning.Phase(3, 5, False)]
+    # the base of a checkpoint after N epochs: frozen at the start, unfrozen after epoch 2
+    assert [fine_tuning.base_state(schedule, n) for n in (0, 2, 3)] == [
+        (True, False), (True, False), (True, True)]  # fmt: skip
+    assert fine_tuning.base_state(FineTuningParams(FROZEN_EPOCHS=0), 3) == (False, False)
+    assert fine_tuning.base_state(None, 3) == (False, False)
 
 
 @pytest.fixture(scope="module")

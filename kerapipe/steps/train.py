@@ -30,6 +30,7 @@ from kerapipe.locks import exclusive
 from kerapipe.reproducibility import seed_everything, set_precision
 from kerapipe.sources import LocalSource
 from kerapipe.steps.inventory import inventory_settings
+from kerapipe.training import fine_tuning
 from kerapipe.training import live as dvclive
 from kerapipe.training.checkpoints import Checkpoints, checkpoint_epoch
 from kerapipe.training.inputs import TrainingInputs, evaluation_data, training_inputs
@@ -72,10 +73,10 @@ class Run:
         ``epochs_done`` left it (0: as a run starts): under a fine-tuning schedule, the base
         frozen for the frozen epochs, then unfrozen at the scaled learning rate."""
         schedule = self.ctx.params.TRAINING.FINE_TUNING
-        frozen = schedule is not None and schedule.FROZEN_EPOCHS > 0
+        frozen, unfrozen = fine_tuning.base_state(schedule, epochs_done)
         head, settings = self.ctx.task.head, self.ctx.params.MODEL
         model = new_model(self.ctx.builder, head, settings, frozen)
-        if frozen and epochs_done > schedule.FROZEN_EPOCHS:
+        if unfrozen:
             unfreeze_and_compile(model, schedule, head, settings)
         return model
 

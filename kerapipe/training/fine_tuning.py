@@ -6,7 +6,7 @@ stay as pretrained throughout: their statistics and their scale and offset.
 
 One epoch count (``NUM_EPOCHS``), one DVCLive curve and one checkpoint folder cover both
 phases: each phase is one ``fit`` from the epoch the last one reached, and a run killed in
-either phase resumes in it (a checkpoint records whether its base was unfrozen).
+either phase resumes in it (a checkpoint's phase follows from its epoch: ``base_state``).
 """
 
 from __future__ import annotations
@@ -39,6 +39,14 @@ def phases(schedule: FineTuningParams | None, num_epochs: int, frozen: bool) -> 
     cut = min(schedule.FROZEN_EPOCHS, num_epochs)
     found = [Phase(0, cut, True)] if cut else []
     return found + ([Phase(cut, num_epochs, False)] if num_epochs > cut else [])
+
+
+def base_state(schedule: FineTuningParams | None, epochs_done: int) -> tuple[bool, bool]:
+    """``(frozen, unfrozen since)``: whether the schedule starts with the base frozen, and
+    whether it has unfrozen it once ``epochs_done`` epochs are done (the phase the checkpoint
+    of that epoch was written in)."""
+    frozen = schedule is not None and schedule.FROZEN_EPOCHS > 0
+    return frozen, frozen and epochs_done > schedule.FROZEN_EPOCHS
 
 
 def remaining(all_phases: list[Phase], initial_epoch: int) -> list[Phase]:
